@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -144,6 +145,7 @@ class Member(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    STATUS_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Node name, unique in its datacenter."""
     address: _builtins.str
@@ -158,6 +160,10 @@ class Member(_message.Message):
     def tags(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Tags (build version, ports, ...)."""
 
+    @_builtins.property
+    def status_time(self) -> _timestamp_pb2.Timestamp:
+        """When the status last changed."""
+
     def __init__(
         self,
         *,
@@ -167,10 +173,11 @@ class Member(_message.Message):
         role: Global___MemberRole.ValueType = ...,
         tags: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         status: Global___MemberStatus.ValueType = ...,
+        status_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status_time", b"status_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "datacenter", b"datacenter", "name", b"name", "role", b"role", "status", b"status", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "datacenter", b"datacenter", "name", b"name", "role", b"role", "status", b"status", "status_time", b"status_time", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,268 @@
+"""``consul-grpc``: run an agent, or talk to one over gRPC.
+
+    consul-grpc agent --dev
+    consul-grpc agent --server --store etcd --etcd-endpoints 127.0.0.1:2379
+    consul-grpc agent --retry-join 127.0.0.1:8300
+    consul-grpc members [--wan]
+    consul-grpc catalog services|nodes|datacenters
+    consul-grpc kv get|put|delete KEY [VALUE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+
+from generated.consul.agent.v1 import agent_pb2, agent_pb2_grpc
+from generated.consul.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from generated.consul.common.v1 import query_pb2
+from generated.consul.kv.v1 import kv_pb2, kv_pb2_grpc
+from generated.consul.membership.v1 import membership_pb2 as mpb
+
+from agent.config import AgentConfig, load_config_file, setup_logging
+from agent.errors import ConsulError, InvalidArgument
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GRPC = "127.0.0.1:8502"
+CALL_TIMEOUT = 10.0
+
+
+def _agent_parser(sub: Any) -> None:
+    p = sub.add_parser("agent", help="run an agent")
+    p.add_argument("--dev", action="store_true", help="single dev server on the memory store")
+    p.add_argument("--server", action="store_true", help="run as a server")
+    p.add_argument("--datacenter", "-datacenter")
+    p.add_argument("--node", "-node", dest="node_name")
+    p.add_argument("--node-id", dest="node_id")
+    p.add_argument("--data-dir", "-data-dir", dest="data_dir")
+    p.add_argument("--config-file", "-config-file", dest="config_file")
+    p.add_argument("--rpc-addr", dest="rpc_addr")
+    p.add_argument("--http-addr", dest="http_addr")
+    p.add_argument("--grpc-addr", dest="grpc_addr")
+    p.add_argument("--advertise", dest="advertise_addr")
+    p.add_argument("--retry-join", "-retry-join", dest="retry_join", action="append")
+    p.add_argument("--retry-join-wan", "-retry-join-wan", dest="retry_join_wan", action="append")
+    p.add_argument("--store", choices=["memory", "etcd"])
+    p.add_argument("--etcd-endpoints", dest="etcd_endpoints")
+    p.add_argument("--log-level", "-log-level", dest="log_level")
+    p.add_argument("--log-json", "-log-json", dest="log_json", action="store_true", default=None)
+    p.add_argument("--suspect-timeout", dest="suspect_timeout")
+    p.add_argument("--reconnect-timeout", dest="reconnect_timeout")
+    p.add_argument("--rpc-rate", dest="rpc_rate", type=float)
+    p.add_argument("--rpc-max-burst", dest="rpc_max_burst", type=int)
+    p.add_argument("--rpc-hold-timeout", dest="rpc_hold_timeout")
+    p.add_argument("--leader-ttl", dest="leader_ttl")
+    p.add_argument("--rebalance-interval", dest="rebalance_interval", help="test hook")
+    p.add_argument(
+        "--enable-script-checks", dest="enable_script_checks", action="store_true", default=None
+    )
+
+
+def build_config(args: argparse.Namespace) -> AgentConfig:
+    config = AgentConfig()
+    if args.dev:
+        config = config.merged({"server": True, "dev": True, "store": "memory"})
+    if args.config_file:
+        config = config.merged(load_config_file(args.config_file))
+    flags = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("command", "config_file", "dev", "server") and v is not None
+    }
+    if args.server:
+        flags["server"] = True
+    return config.merged(flags).validated()
+
+
+async def run_agent(config: AgentConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if config.server:
+        from agent.server.agent import ServerAgent
+
+        async with ServerAgent(config):
+            await stop.wait()
+            logger.info("signal received: leaving gracefully")
+    else:
+        from agent.client.agent import ClientAgent
+
+        async with ClientAgent(config):
+            await stop.wait()
+            logger.info("signal received: leaving gracefully")
+    return 0
+
+
+def _opts(args: argparse.Namespace) -> query_pb2.QueryOptions:
+    return query_pb2.QueryOptions(datacenter=args.datacenter or "", token=args.token or "")
+
+
+async def _with_channel(
+    address: str, fn: Callable[[grpc.aio.Channel], Awaitable[int]]
+) -> int:
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await fn(channel)
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    if not rows:
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+async def cmd_members(args: argparse.Namespace) -> int:
+    async def go(channel: grpc.aio.Channel) -> int:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        resp = await stub.ListMembers(agent_pb2.ListMembersRequest(wan=args.wan), timeout=CALL_TIMEOUT)
+        rows = [["Node", "Address", "Status", "Type", "DC"]]
+        for m in resp.members:
+            rows.append([
+                m.name,
+                m.address,
+                mpb.MemberStatus.Name(m.status).removeprefix("MEMBER_STATUS_").lower(),
+                "server" if m.role == mpb.MEMBER_ROLE_SERVER else "client",
+                m.datacenter,
+            ])
+        _print_table(rows)
+        return 0
+
+    return await _with_channel(args.grpc_addr, go)
+
+
+async def cmd_catalog(args: argparse.Namespace) -> int:
+    async def go(channel: grpc.aio.Channel) -> int:
+        stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+        if args.what == "services":
+            resp = await stub.ListServices(
+                catalog_pb2.ListServicesRequest(options=_opts(args)), timeout=CALL_TIMEOUT
+            )
+            for s in resp.services:
+                print(f"{s.name}\t{','.join(s.tags)}" if args.tags else s.name)
+        elif args.what == "nodes":
+            nodes = await stub.ListNodes(
+                catalog_pb2.ListNodesRequest(options=_opts(args)), timeout=CALL_TIMEOUT
+            )
+            rows = [["Node", "ID", "Address", "DC"]]
+            rows += [[n.name, n.id[:8], n.address, n.datacenter] for n in nodes.nodes]
+            _print_table(rows)
+        else:
+            dcs = await stub.ListDatacenters(
+                catalog_pb2.ListDatacentersRequest(), timeout=CALL_TIMEOUT
+            )
+            for dc in dcs.datacenters:
+                print(dc)
+        return 0
+
+    return await _with_channel(args.grpc_addr, go)
+
+
+async def cmd_kv(args: argparse.Namespace) -> int:
+    async def go(channel: grpc.aio.Channel) -> int:
+        stub = kv_pb2_grpc.KVServiceStub(channel)
+        write = query_pb2.WriteOptions(datacenter=args.datacenter or "", token=args.token or "")
+        if args.op == "get":
+            if args.recurse:
+                listed = await stub.List(
+                    kv_pb2.ListRequest(options=_opts(args), prefix=args.key), timeout=CALL_TIMEOUT
+                )
+                for p in listed.pairs:
+                    print(f"{p.key}:{p.value.decode(errors='replace')}")
+                return 0
+            got = await stub.Get(kv_pb2.GetRequest(options=_opts(args), key=args.key), timeout=CALL_TIMEOUT)
+            if not got.HasField("pair"):
+                print(f"Error! No key exists at: {args.key}", file=sys.stderr)
+                return 1
+            sys.stdout.write(got.pair.value.decode(errors="replace") + "\n")
+        elif args.op == "put":
+            value = (args.value or "").encode()
+            if args.value == "-":
+                value = sys.stdin.buffer.read()
+            req = kv_pb2.PutRequest(write=write, key=args.key, value=value, flags=args.flags)
+            if args.cas is not None:
+                req.cas = args.cas
+            await stub.Put(req, timeout=CALL_TIMEOUT)
+            print(f"Success! Data written to: {args.key}")
+        else:
+            dreq = kv_pb2.DeleteRequest(write=write, key=args.key, recurse=args.recurse)
+            if args.cas is not None:
+                dreq.cas = args.cas
+            await stub.Delete(dreq, timeout=CALL_TIMEOUT)
+            print(f"Success! Deleted key: {args.key}")
+        return 0
+
+    return await _with_channel(args.grpc_addr, go)
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--grpc-addr", "-grpc-addr", default=DEFAULT_GRPC, help="agent gRPC address")
+    p.add_argument("--datacenter", "-datacenter", default="")
+    p.add_argument("--token", "-token", default="")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="consul-grpc", description=__doc__.splitlines()[0])
+    sub = root.add_subparsers(dest="command", required=True)
+    _agent_parser(sub)
+    m = sub.add_parser("members", help="list the cluster's members")
+    _client_args(m)
+    m.add_argument("--wan", "-wan", action="store_true")
+    c = sub.add_parser("catalog", help="read the catalog")
+    c.add_argument("what", choices=["services", "nodes", "datacenters"])
+    c.add_argument("--tags", "-tags", action="store_true")
+    _client_args(c)
+    k = sub.add_parser("kv", help="read and write the KV store")
+    k.add_argument("op", choices=["get", "put", "delete"])
+    k.add_argument("key")
+    k.add_argument("value", nargs="?")
+    k.add_argument("--recurse", "-recurse", action="store_true")
+    k.add_argument("--cas", "-cas", type=int, default=None)
+    k.add_argument("--flags", "-flags", type=int, default=0)
+    _client_args(k)
+    return root
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
+    "members": cmd_members,
+    "catalog": cmd_catalog,
+    "kv": cmd_kv,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "agent":
+            config = build_config(args)
+            setup_logging(config.log_level, config.log_json)
+            return asyncio.run(run_agent(config))
+        return asyncio.run(COMMANDS[args.command](args))
+    except InvalidArgument as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 2
+    except ConsulError as exc:
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return 1
+    except grpc.aio.AioRpcError as exc:
+        print(f"Error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+
+

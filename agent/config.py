@@ -1,0 +1,144 @@
+"""Agent configuration: flags, a JSON config file (flags win), defaults.
+
+Keys in the config file are Consul's (``datacenter``, ``node_name``,
+``data_dir``, ``server``, ``retry_join``, ``enable_script_checks`` ...);
+durations are written as Consul writes them (``500ms``, ``10s``, ``72h``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from agent.durations import parse_duration
+from agent.errors import InvalidArgument
+
+__all__ = ["VERSION", "AgentConfig", "load_config_file", "setup_logging"]
+
+#: Our version, in Consul's form, as /v1/agent/self reports it.
+VERSION = "1.22.0"
+
+_DURATIONS = {
+    "suspect_timeout",
+    "reconnect_timeout",
+    "rpc_hold_timeout",
+    "leader_ttl",
+    "rebalance_interval",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    server: bool = False
+    dev: bool = False
+    datacenter: str = "dc1"
+    node_name: str = field(default_factory=socket.gethostname)
+    node_id: str = ""
+    data_dir: str = ""
+    rpc_addr: str = "127.0.0.1:8300"
+    http_addr: str = "127.0.0.1:8500"
+    grpc_addr: str = "127.0.0.1:8502"
+    advertise_addr: str = ""
+    retry_join: tuple[str, ...] = ()
+    retry_join_wan: tuple[str, ...] = ()
+    store: str = "memory"
+    etcd_endpoints: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    log_json: bool = False
+    suspect_timeout: float = 10.0
+    reconnect_timeout: float = 72 * 3600.0
+    rpc_rate: float | None = None
+    rpc_max_burst: int = 1000
+    rpc_hold_timeout: float = 7.0
+    leader_ttl: float = 5.0
+    rebalance_interval: float | None = None
+    enable_script_checks: bool = False
+
+    def validated(self) -> AgentConfig:
+        if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
+            raise InvalidArgument(f"Invalid datacenter {self.datacenter!r}")
+        if not self.node_name:
+            raise InvalidArgument("Node name is required")
+        if self.store not in ("memory", "etcd"):
+            raise InvalidArgument(f"Unknown store {self.store!r}: use memory or etcd")
+        if self.store == "etcd" and not self.etcd_endpoints:
+            raise InvalidArgument("--store etcd needs --etcd-endpoints")
+        if self.server and self.store == "memory" and self.retry_join:
+            raise InvalidArgument(
+                "A server on the memory store cannot join other servers: the embedded store"
+                " holds exactly one server per datacenter; use --store etcd for several"
+            )
+        if not self.server and not self.retry_join:
+            raise InvalidArgument("A client agent needs --retry-join HOST:PORT of a server")
+        if self.suspect_timeout < 1:
+            raise InvalidArgument("suspect_timeout must be at least 1s")
+        if self.rpc_rate is not None and self.rpc_rate <= 0:
+            raise InvalidArgument("rpc_rate must be positive")
+        if self.rpc_max_burst < 1:
+            raise InvalidArgument("rpc_max_burst must be at least 1")
+        return self
+
+    def merged(self, overrides: dict[str, Any]) -> AgentConfig:
+        """A copy with ``overrides`` (config-file or flag values) applied and typed."""
+        known = {f.name for f in fields(self)}
+        clean: dict[str, Any] = {}
+        for key, value in overrides.items():
+            name = {"node": "node_name", "bind_addr": "advertise_addr"}.get(key, key)
+            if name not in known:
+                raise InvalidArgument(f"Unknown configuration key {key!r}")
+            if value is None:
+                continue
+            if name in _DURATIONS:
+                value = parse_duration(value)
+            elif name in ("retry_join", "retry_join_wan", "etcd_endpoints"):
+                if isinstance(value, str):
+                    value = [v for v in value.split(",") if v]
+                value = tuple(value)
+            clean[name] = value
+        return replace(self, **clean)
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise InvalidArgument(f"Config file not found: {path}") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"Config file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"Config file {path} must hold a JSON object")
+    return data
+
+
+class _JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "@timestamp": self.formatTime(record),
+            "@level": record.levelname.lower(),
+            "@module": record.name,
+            "@message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(level: str, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if as_json:
+        handler.setFormatter(_JSONFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    try:
+        root.setLevel(level.upper())
+    except ValueError as exc:
+        raise InvalidArgument(f"Unknown log level {level!r}") from exc

@@ -1,0 +1,71 @@
+"""Protobuf at the edge: query options in, query meta out, once per call."""
+
+from __future__ import annotations
+
+from google.protobuf.duration_pb2 import Duration
+
+from generated.consul.common.v1 import query_pb2 as qpb
+
+from agent.errors import InvalidArgument
+from agent.state.blocking import QueryOpts
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "check_name",
+    "duration_seconds",
+    "query_meta",
+    "query_opts",
+    "seconds_duration",
+]
+
+MAX_NAME_LENGTH = 512
+
+_CONSISTENCY = {
+    qpb.CONSISTENCY_UNSPECIFIED: "default",
+    qpb.CONSISTENCY_STALE: "stale",
+    qpb.CONSISTENCY_CONSISTENT: "consistent",
+}
+
+
+def duration_seconds(d: Duration, what: str = "duration") -> float:
+    """Seconds in ``d``; a negative duration is INVALID_ARGUMENT."""
+    if d.seconds < 0 or d.nanos < 0:
+        raise InvalidArgument(f"{what} must not be negative")
+    return d.seconds + d.nanos / 1e9
+
+
+def seconds_duration(seconds: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+def check_name(value: str, what: str, *, required: bool = True) -> str:
+    """A name field: present when required, at most MAX_NAME_LENGTH characters."""
+    if required and not value:
+        raise InvalidArgument(f"Must provide {what}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidArgument(f"{what} too long: {len(value)} characters, at most {MAX_NAME_LENGTH}")
+    return value
+
+
+def query_opts(options: qpb.QueryOptions) -> QueryOpts:
+    """Validated internal query options of a request."""
+    if options.consistency not in _CONSISTENCY:
+        raise InvalidArgument(f"Unknown consistency mode {options.consistency}")
+    return QueryOpts(
+        datacenter=options.datacenter,
+        min_index=options.min_index,
+        max_wait=duration_seconds(options.max_wait, "max_wait"),
+        consistency=_CONSISTENCY[options.consistency],
+        token=options.token,
+        filter=options.filter,
+    )
+
+
+def query_meta(index: int, known_leader: bool, last_contact: float = 0.0) -> qpb.QueryMeta:
+    return qpb.QueryMeta(
+        index=max(1, index),
+        known_leader=known_leader,
+        last_contact=seconds_duration(last_contact),
+    )

@@ -1,0 +1,234 @@
+"""The server agent: store, state, leader, membership, and the RPC listeners.
+
+``ServerAgent`` is an async context manager. Starting it opens the store
+(memory or etcd), joins this server to the datacenter's LAN pool, starts the
+leader election (the leader reconciles membership into the catalog), and
+serves every RPC service, gRPC health and reflection on ``rpc_addr`` and
+``grpc_addr``. Closing it leaves gracefully: the member is marked LEFT, the
+leadership and its lease are given up, listeners drain for up to two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from generated.consul.catalog.v1 import catalog_pb2
+from generated.consul.health.v1 import health_pb2 as consul_health_pb2
+from generated.consul.kv.v1 import kv_pb2
+from generated.consul.membership.v1 import membership_pb2 as mpb
+from generated.consul.status.v1 import status_pb2
+
+from agent.config import VERSION, AgentConfig
+from agent.membership.hub import MemberHub
+from agent.server.endpoints import (
+    CatalogEndpoint,
+    HealthEndpoint,
+    KVEndpoint,
+    MembershipEndpoint,
+    ServerContext,
+    StatusEndpoint,
+)
+from agent.server.handlers import Forwarder, service_handler
+from agent.server.leader import LeaderElection
+from agent.server.reconcile import reconcile_forever
+from agent.state.catalog import Catalog
+from agent.state.kv import KVState
+from agent.state.members import Members
+from agent.store import Store
+from agent.store.factory import open_store
+
+__all__ = ["ServerAgent", "bind_grpc"]
+
+logger = logging.getLogger(__name__)
+
+SERVICES = [
+    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"],
+    consul_health_pb2.DESCRIPTOR.services_by_name["HealthService"],
+    kv_pb2.DESCRIPTOR.services_by_name["KVService"],
+    status_pb2.DESCRIPTOR.services_by_name["StatusService"],
+    mpb.DESCRIPTOR.services_by_name["MembershipService"],
+]
+
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+def bind_grpc(server: grpc.aio.Server, address: str) -> str:
+    """Bind ``address`` (port 0 picks one); the address actually bound."""
+    host, _, _ = address.rpartition(":")
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind {address}")
+    return f"{host}:{port}"
+
+
+def add_health_and_reflection(server: grpc.aio.Server, names: list[str]) -> health.HealthServicer:
+    servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    for name in ["", *names]:
+        servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    return servicer
+
+
+class ServerAgent:
+    """One server agent process's worth of machinery."""
+
+    def __init__(self, config: AgentConfig, *, forward: Forwarder | None = None) -> None:
+        self.config = config
+        self.forward = forward
+        namespace = f"/consul-grpc/{config.datacenter}/"
+        self.store: Store = open_store(
+            config.store, endpoints=config.etcd_endpoints, namespace=namespace
+        )
+        self.catalog = Catalog(self.store)
+        self.kv = KVState(self.store)
+        self.lan = Members(
+            self.store,
+            "lan",
+            suspect_timeout=config.suspect_timeout,
+            reconnect_timeout=config.reconnect_timeout,
+        )
+        self.hub = MemberHub(self.store, "lan")
+        self.heartbeat_interval = max(0.25, config.suspect_timeout / 4)
+        self.rpc_address = ""
+        self.grpc_address = ""
+        self.leader: LeaderElection | None = None
+        self.grpc_server: grpc.aio.Server | None = None
+        self.start_time = time.time()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._extra_handlers: list[grpc.GenericRpcHandler] = []
+        self._extra_names: list[str] = []
+
+    def add_service(self, handler: grpc.GenericRpcHandler, name: str) -> None:
+        """Serve one more service (the local AgentService) on the same listeners."""
+        self._extra_handlers.append(handler)
+        self._extra_names.append(name)
+
+    @property
+    def member(self) -> mpb.Member:
+        return mpb.Member(
+            name=self.config.node_name,
+            address=self.rpc_address,
+            datacenter=self.config.datacenter,
+            role=mpb.MEMBER_ROLE_SERVER,
+            tags={"version": VERSION, "grpc_addr": self.grpc_address, "role": "consul"},
+            status=mpb.MEMBER_STATUS_ALIVE,
+        )
+
+    def peers(self) -> list[str]:
+        return [
+            m.address
+            for m in self.hub.members.values()
+            if m.role == mpb.MEMBER_ROLE_SERVER and m.status == mpb.MEMBER_STATUS_ALIVE
+        ]
+
+    async def __aenter__(self) -> ServerAgent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        cfg = self.config
+        await self.store.start()
+        self.grpc_server = grpc.aio.server(options=GRPC_OPTIONS)
+        self.rpc_address = bind_grpc(self.grpc_server, cfg.rpc_addr)
+        if cfg.grpc_addr and cfg.grpc_addr != cfg.rpc_addr:
+            self.grpc_address = bind_grpc(self.grpc_server, cfg.grpc_addr)
+        else:
+            self.grpc_address = self.rpc_address
+        self.leader = LeaderElection(
+            self.store,
+            cfg.node_name,
+            self.rpc_address,
+            ttl=max(1, round(cfg.leader_ttl)),
+            on_elected=lambda: reconcile_forever(self.catalog, self.lan, cfg.datacenter),
+        )
+        ctx = ServerContext(
+            name=cfg.node_name,
+            datacenter=cfg.datacenter,
+            address=self.rpc_address,
+            catalog=self.catalog,
+            kv=self.kv,
+            lan=self.lan,
+            lan_hub=self.hub,
+            leader=self.leader,
+            heartbeat_interval=self.heartbeat_interval,
+            single_server=self.store.kind == "memory",
+            peers=self.peers,
+        )
+        self.context = ctx
+        endpoints: list[object] = [
+            CatalogEndpoint(ctx),
+            HealthEndpoint(ctx),
+            KVEndpoint(ctx),
+            StatusEndpoint(ctx),
+            MembershipEndpoint(ctx),
+        ]
+        for service, endpoint in zip(SERVICES, endpoints, strict=True):
+            self.grpc_server.add_generic_rpc_handlers(
+                [service_handler(service, endpoint, local_dc=cfg.datacenter, forward=self.forward)]
+            )
+        self.grpc_server.add_generic_rpc_handlers(self._extra_handlers)
+        add_health_and_reflection(
+            self.grpc_server, [s.full_name for s in SERVICES] + self._extra_names
+        )
+        await self.hub.start()
+        await self.lan.join(self.member)
+        await self.leader.start()
+        await self.grpc_server.start()
+        self._tasks.append(asyncio.create_task(self._stay_alive(), name="server-heartbeat"))
+        logger.info(
+            "server agent started node=%s datacenter=%s store=%s rpc=%s grpc=%s",
+            cfg.node_name,
+            cfg.datacenter,
+            self.store.kind,
+            self.rpc_address,
+            self.grpc_address,
+        )
+
+    async def _stay_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                if not await self.lan.heartbeat(self.config.node_name):
+                    logger.warning("own membership lapsed; joining again")
+                    await self.lan.join(self.member)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("heartbeat failed error=%s", exc)
+
+    async def aclose(self, *, leave: bool = True) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if leave:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.lan.leave(self.config.node_name), 3.0)
+        if self.leader is not None:
+            await self.leader.aclose()
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=2.0)
+        await self.hub.aclose()
+        await self.store.aclose()
+        logger.info("server agent stopped node=%s", self.config.node_name)

@@ -1,0 +1,107 @@
+"""Leader-only work: membership liveness, and membership into the catalog.
+
+As Consul's leader does with Serf members: an alive member has its node in
+the catalog with a passing ``serfHealth`` check (servers also the ``consul``
+service); a failed member's ``serfHealth`` goes critical; a member that left
+or was reaped is deregistered. Catalog nodes with a ``serfHealth`` check and
+no member are deregistered too; nodes registered only through the catalog
+(external services) are left alone.
+
+The loop reacts to membership changes at once (a store wait on the member and
+liveness prefixes) and runs at least every ``interval`` seconds for the
+time-based steps (reap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.membership.v1 import membership_pb2 as mpb
+
+from agent.errors import ConsulError
+from agent.state.blocking import QueryOpts
+from agent.state.catalog import Catalog
+from agent.state.members import Members
+
+__all__ = ["SERF_CHECK", "reconcile_forever", "reconcile_once"]
+
+logger = logging.getLogger(__name__)
+
+SERF_CHECK = "serfHealth"
+CONSUL_SERVICE = "consul"
+
+
+def _host(address: str) -> str:
+    host = address.rsplit(":", 1)[0]
+    return host.strip("[]")
+
+
+def _port(address: str) -> int:
+    try:
+        return int(address.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+async def _register_member(catalog: Catalog, member: mpb.Member, datacenter: str) -> None:
+    alive = member.status == mpb.MEMBER_STATUS_ALIVE
+    node = pb.Node(
+        name=member.name,
+        address=member.tags.get("node_address") or _host(member.address),
+        datacenter=datacenter,
+    )
+    if member.tags.get("node_id"):
+        node.id = member.tags["node_id"]
+    check = pb.HealthCheck(
+        node=member.name,
+        check_id=SERF_CHECK,
+        name="Serf Health Status",
+        status=pb.HEALTH_STATUS_PASSING if alive else pb.HEALTH_STATUS_CRITICAL,
+        output="Agent alive and reachable" if alive else "Agent not live or unreachable",
+    )
+    service = None
+    if member.role == mpb.MEMBER_ROLE_SERVER:
+        service = pb.Service(id=CONSUL_SERVICE, name=CONSUL_SERVICE, port=_port(member.address))
+    if service is not None:
+        await catalog.register(node, service, [check])
+    else:
+        await catalog.register(node, None, [check])
+
+
+async def reconcile_once(catalog: Catalog, members: Members, datacenter: str) -> int:
+    """One pass; the store index the member list was read at."""
+    index = await members.reconcile_liveness()
+    current, _ = await members.list()
+    wanted = {
+        m.name: m
+        for m in current
+        if m.status in (mpb.MEMBER_STATUS_ALIVE, mpb.MEMBER_STATUS_FAILED)
+    }
+    for member in wanted.values():
+        try:
+            await _register_member(catalog, member, datacenter)
+        except ConsulError as exc:
+            logger.warning("reconcile: register failed member=%s error=%s", member.name, exc)
+    serf = await catalog.checks_in_state(QueryOpts(), pb.HEALTH_STATUS_UNSPECIFIED)
+    for check in serf.value:
+        if check.check_id == SERF_CHECK and check.node not in wanted:
+            logger.info("reconcile: deregistering node=%s (left or reaped)", check.node)
+            await catalog.deregister(check.node)
+    return index
+
+
+async def reconcile_forever(
+    catalog: Catalog, members: Members, datacenter: str, interval: float = 1.0
+) -> None:
+    """Run ``reconcile_once`` on every membership change, at least every ``interval``."""
+    while True:
+        try:
+            index = await reconcile_once(catalog, members, datacenter)
+            await members.store.wait([members.prefix, members.alive_prefix], index, interval)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("reconcile failed error=%s", exc)
+            await asyncio.sleep(interval)

@@ -1,0 +1,132 @@
+"""Consul's JSON shapes of catalog objects, from our protobuf messages.
+
+One place for them: the HTTP API answers with these, and ``?filter=``
+expressions (over HTTP or gRPC) are evaluated against the same rows, so an
+expression a Consul user wrote works unchanged on both.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.kv.v1 import kv_pb2
+
+__all__ = [
+    "STATUS_NAMES",
+    "catalog_service_json",
+    "check_json",
+    "kv_json",
+    "node_json",
+    "service_entry_json",
+    "service_json",
+    "status_name",
+]
+
+STATUS_NAMES = {
+    pb.HEALTH_STATUS_PASSING: "passing",
+    pb.HEALTH_STATUS_WARNING: "warning",
+    pb.HEALTH_STATUS_CRITICAL: "critical",
+    pb.HEALTH_STATUS_MAINTENANCE: "maintenance",
+}
+
+
+def status_name(status: int) -> str:
+    return STATUS_NAMES.get(status, "critical")
+
+
+def node_json(node: pb.Node) -> dict[str, Any]:
+    return {
+        "ID": node.id,
+        "Node": node.name,
+        "Address": node.address,
+        "Datacenter": node.datacenter,
+        "TaggedAddresses": dict(node.tagged_addresses) or None,
+        "Meta": dict(node.meta),
+        "CreateIndex": node.create_index,
+        "ModifyIndex": node.modify_index,
+    }
+
+
+def _weights(svc: pb.Service) -> dict[str, int]:
+    if svc.HasField("weights"):
+        return {"Passing": svc.weights.passing, "Warning": svc.weights.warning}
+    return {"Passing": 1, "Warning": 1}
+
+
+def service_json(svc: pb.Service) -> dict[str, Any]:
+    return {
+        "ID": svc.id,
+        "Service": svc.name,
+        "Tags": list(svc.tags),
+        "Address": svc.address,
+        "Meta": dict(svc.meta),
+        "Port": svc.port,
+        "Weights": _weights(svc),
+        "EnableTagOverride": svc.enable_tag_override,
+        "Kind": svc.kind,
+        "CreateIndex": svc.create_index,
+        "ModifyIndex": svc.modify_index,
+    }
+
+
+def catalog_service_json(node: pb.Node, svc: pb.Service) -> dict[str, Any]:
+    return {
+        "ID": node.id,
+        "Node": node.name,
+        "Address": node.address,
+        "Datacenter": node.datacenter,
+        "TaggedAddresses": dict(node.tagged_addresses) or None,
+        "NodeMeta": dict(node.meta),
+        "ServiceKind": svc.kind,
+        "ServiceID": svc.id,
+        "ServiceName": svc.name,
+        "ServiceTags": list(svc.tags),
+        "ServiceAddress": svc.address,
+        "ServiceWeights": _weights(svc),
+        "ServiceMeta": dict(svc.meta),
+        "ServicePort": svc.port,
+        "ServiceEnableTagOverride": svc.enable_tag_override,
+        "CreateIndex": svc.create_index,
+        "ModifyIndex": svc.modify_index,
+    }
+
+
+def check_json(check: pb.HealthCheck) -> dict[str, Any]:
+    return {
+        "Node": check.node,
+        "CheckID": check.check_id,
+        "Name": check.name,
+        "Status": status_name(check.status),
+        "Notes": check.notes,
+        "Output": check.output,
+        "ServiceID": check.service_id,
+        "ServiceName": check.service_name,
+        "ServiceTags": list(check.service_tags),
+        "Type": check.type,
+        "CreateIndex": check.create_index,
+        "ModifyIndex": check.modify_index,
+    }
+
+
+def service_entry_json(entry: pb.ServiceEntry) -> dict[str, Any]:
+    return {
+        "Node": node_json(entry.node),
+        "Service": service_json(entry.service),
+        "Checks": [check_json(c) for c in entry.checks],
+    }
+
+
+def kv_json(pair: kv_pb2.KVPair) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "Key": pair.key,
+        "CreateIndex": pair.create_index,
+        "ModifyIndex": pair.modify_index,
+        "LockIndex": pair.lock_index,
+        "Flags": pair.flags,
+        "Value": base64.b64encode(pair.value).decode() if pair.value else None,
+    }
+    if pair.session:
+        out["Session"] = pair.session
+    return out

@@ -1,0 +1,454 @@
+"""The catalog (nodes, services, checks) laid out on a store.
+
+Layout (see ``keys``): ``nodes/<node>``; each service instance twice, under
+``services/<name>/<node>/<id>`` for reads by service and ``nodesvc/<node>/<id>``
+for reads by node; ``checks/<node>/<id>``. Every write to a node compares and
+bumps ``idx/node/<node>/``, which makes the read-modify-write of one node
+optimistic and atomic, and bumps the per-service, per-table index keys its
+change touches. A write that changes nothing writes nothing, so an agent's
+anti-entropy re-registering what is already there wakes no blocking query.
+
+Values are the ``consul.common.v1`` protobuf messages, without their indexes
+(the store's create/modify indexes are filled in on the way out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from generated.consul.common.v1 import types_pb2 as pb
+
+from agent.errors import ConsulError, InvalidArgument
+from agent.state import keys
+from agent.state.blocking import QueryOpts, Read, blocking_query
+from agent.store import Compare, Delete, Entry, Op, Put, Store
+
+__all__ = [
+    "PASSING",
+    "CRITICAL",
+    "WARNING",
+    "MAINTENANCE",
+    "Catalog",
+    "aggregate_status",
+]
+
+PASSING = pb.HEALTH_STATUS_PASSING
+WARNING = pb.HEALTH_STATUS_WARNING
+CRITICAL = pb.HEALTH_STATUS_CRITICAL
+MAINTENANCE = pb.HEALTH_STATUS_MAINTENANCE
+
+NODESVC = "nodesvc/"
+_MAX_TRIES = 20
+_SEVERITY = {PASSING: 0, WARNING: 1, CRITICAL: 2, MAINTENANCE: 3}
+
+
+def aggregate_status(statuses: Iterable[int]) -> int:
+    """maintenance > critical > warning > passing; no checks is passing."""
+    worst = PASSING
+    for status in statuses:
+        if _SEVERITY.get(status, 2) > _SEVERITY[worst]:
+            worst = status if status in _SEVERITY else CRITICAL
+    return worst
+
+
+def _svc_by_name(name: str, node: str, service_id: str) -> str:
+    return f"{keys.SERVICES}{keys.q(name)}/{keys.q(node)}/{keys.q(service_id)}"
+
+
+def _svc_by_node(node: str, service_id: str) -> str:
+    return f"{NODESVC}{keys.q(node)}/{keys.q(service_id)}"
+
+
+def _load_node(entry: Entry) -> pb.Node:
+    node = pb.Node.FromString(entry.value)
+    node.create_index = entry.create_index
+    node.modify_index = entry.modify_index
+    return node
+
+
+def _load_service(entry: Entry) -> pb.Service:
+    svc = pb.Service.FromString(entry.value)
+    svc.create_index = entry.create_index
+    svc.modify_index = entry.modify_index
+    return svc
+
+
+def _load_check(entry: Entry) -> pb.HealthCheck:
+    check = pb.HealthCheck.FromString(entry.value)
+    check.create_index = entry.create_index
+    check.modify_index = entry.modify_index
+    return check
+
+
+def _bare(msg: pb.Node | pb.Service | pb.HealthCheck) -> bytes:
+    """Serialized without indexes: what is stored, and what equality means."""
+    copy = type(msg)()
+    copy.CopyFrom(msg)
+    copy.ClearField("create_index")
+    copy.ClearField("modify_index")
+    return copy.SerializeToString(deterministic=True)
+
+
+def _meta_match(node: pb.Node, node_meta: Mapping[str, str]) -> bool:
+    return all(node.meta.get(k) == v for k, v in node_meta.items())
+
+
+def _tags_match(svc: pb.Service, tags: Sequence[str]) -> bool:
+    have = {t.lower() for t in svc.tags}
+    return all(t.lower() in have for t in tags)
+
+
+@dataclass(slots=True)
+class _NodeView:
+    """One node's current entries, read for a read-modify-write."""
+
+    node: Entry | None
+    services: dict[str, Entry]  # by service ID
+    checks: dict[str, Entry]  # by check ID
+    guard: int  # modify index of idx/node/<node>/, 0 if absent
+
+
+class Catalog:
+    """Catalog reads and writes; ``reader`` may be a local replica of ``store``."""
+
+    def __init__(self, store: Store, reader: Store | None = None) -> None:
+        self.store = store
+        self.reader = reader or store
+
+    # ----- writes -------------------------------------------------------
+
+    async def _node_view(self, node: str) -> _NodeView:
+        # The guard is read first: a write that lands after it changes it, so a
+        # commit planned on the (possibly newer) entries read below fails its
+        # compare and is planned again.
+        guard, _ = await self.store.get(keys.idx_node(node))
+        entry, _ = await self.store.get(keys.node_key(node))
+        services, _ = await self.store.range(f"{NODESVC}{keys.q(node)}/")
+        checks, _ = await self.store.range(keys.node_checks(node))
+        return _NodeView(
+            node=entry,
+            services={keys.name_of(e.key): e for e in services},
+            checks={keys.name_of(e.key): e for e in checks},
+            guard=guard.modify_index if guard else 0,
+        )
+
+    async def _commit(self, node: str, view: _NodeView, ops: list[Op], bumps: set[str]) -> int:
+        """Apply ``ops`` with the node guard; (applied, index)."""
+        all_ops: list[Op] = [*ops, *(Put(k, b"") for k in sorted(bumps | {keys.idx_node(node)}))]
+        applied, index = await self.store.txn([Compare(keys.idx_node(node), view.guard)], all_ops)
+        return index if applied else 0
+
+    async def register(
+        self,
+        node: pb.Node,
+        service: pb.Service | None = None,
+        checks: Sequence[pb.HealthCheck] = (),
+        *,
+        skip_node_update: bool = False,
+    ) -> int:
+        """Register or update ``node`` with an optional service and checks; the index."""
+        if not node.name:
+            raise InvalidArgument("Must provide node")
+        if not node.address and not skip_node_update:
+            raise InvalidArgument("Must provide address")
+        if service is not None and service.ByteSize() == 0:
+            service = None
+        if service is not None:
+            if not service.name:
+                raise InvalidArgument("Must provide service name")
+            if not service.id:
+                service.id = service.name
+        for check in checks:
+            if check.node and check.node != node.name:
+                raise InvalidArgument(
+                    f"Checks on node {check.node!r} cannot be registered with node {node.name!r}"
+                )
+            if not check.check_id:
+                check.check_id = check.name
+            if not check.check_id:
+                raise InvalidArgument("Must provide check ID or name")
+        for _ in range(_MAX_TRIES):
+            view = await self._node_view(node.name)
+            ops, bumps = self._plan_register(view, node, service, checks, skip_node_update)
+            if not ops:
+                return view.guard or (await self.store.get(keys.IDX_NODES))[1]
+            index = await self._commit(node.name, view, ops, bumps)
+            if index:
+                return index
+        raise ConsulError("catalog register: too much contention on node " + repr(node.name))
+
+    def _plan_register(
+        self,
+        view: _NodeView,
+        node: pb.Node,
+        service: pb.Service | None,
+        checks: Sequence[pb.HealthCheck],
+        skip_node_update: bool,
+    ) -> tuple[list[Op], set[str]]:
+        ops: list[Op] = []
+        bumps: set[str] = set()
+        name = node.name
+        services = {sid: _load_service(e) for sid, e in view.services.items()}
+        node_changed = False
+        if view.node is None or not skip_node_update:
+            new_node = pb.Node()
+            new_node.CopyFrom(node)
+            if view.node is not None and skip_node_update:
+                new_node = _load_node(view.node)
+            elif view.node is not None and not new_node.id:
+                new_node.id = pb.Node.FromString(view.node.value).id
+            if not new_node.address and view.node is not None:
+                new_node.address = pb.Node.FromString(view.node.value).address
+            if not new_node.address:
+                raise InvalidArgument("Must provide address")
+            value = _bare(new_node)
+            if view.node is None or view.node.value != value:
+                ops.append(Put(keys.node_key(name), value))
+                bumps |= {keys.IDX_NODES, keys.IDX_SERVICES}
+                node_changed = True
+        elif view.node is None:
+            raise InvalidArgument("Must provide address")
+        changed_services: set[str] = set()
+        if service is not None:
+            old = services.get(service.id)
+            value = _bare(service)
+            if old is None or view.services[service.id].value != value:
+                ops.append(Put(_svc_by_node(name, service.id), value))
+                ops.append(Put(_svc_by_name(service.name, name, service.id), value))
+                changed_services.add(service.name)
+                if old is not None and old.name != service.name:
+                    ops.append(Delete(_svc_by_name(old.name, name, service.id)))
+                    changed_services.add(old.name)
+                bumps.add(keys.IDX_SERVICES)
+            services[service.id] = service
+        node_level_check_changed = False
+        for check in checks:
+            new = pb.HealthCheck()
+            new.CopyFrom(check)
+            new.node = name
+            if new.status not in _SEVERITY:
+                new.status = CRITICAL
+            if new.service_id:
+                svc = services.get(new.service_id)
+                if svc is None:
+                    raise InvalidArgument(
+                        f"Unknown service ID {new.service_id!r} for check ID {new.check_id!r}"
+                    )
+                new.service_name = svc.name
+                del new.service_tags[:]
+                new.service_tags.extend(svc.tags)
+            else:
+                new.service_name = ""
+                del new.service_tags[:]
+            value = _bare(new)
+            old_entry = view.checks.get(new.check_id)
+            if old_entry is not None and old_entry.value == value:
+                continue
+            ops.append(Put(keys.check_key(name, new.check_id), value))
+            bumps.add(keys.IDX_CHECKS)
+            if new.service_id:
+                changed_services.add(new.service_name)
+            else:
+                node_level_check_changed = True
+            if old_entry is not None:
+                old_check = pb.HealthCheck.FromString(old_entry.value)
+                if old_check.service_name:
+                    changed_services.add(old_check.service_name)
+                else:
+                    node_level_check_changed = True
+        if node_changed or node_level_check_changed:
+            changed_services |= {s.name for s in services.values()}
+        bumps |= {keys.idx_service(s) for s in changed_services}
+        return ops, bumps
+
+    async def deregister(self, node: str, service_id: str = "", check_id: str = "") -> int:
+        """Remove a node, or one service (with its checks) or one check of it."""
+        if not node:
+            raise InvalidArgument("Must provide node")
+        for _ in range(_MAX_TRIES):
+            view = await self._node_view(node)
+            ops: list[Op] = []
+            bumps: set[str] = set()
+            services = {sid: _load_service(e) for sid, e in view.services.items()}
+            checks = {cid: pb.HealthCheck.FromString(e.value) for cid, e in view.checks.items()}
+            if service_id or check_id:
+                if service_id and service_id in services:
+                    svc = services[service_id]
+                    ops += [
+                        Delete(_svc_by_node(node, service_id)),
+                        Delete(_svc_by_name(svc.name, node, service_id)),
+                    ]
+                    bumps |= {keys.IDX_SERVICES, keys.idx_service(svc.name)}
+                    for cid, check in checks.items():
+                        if check.service_id == service_id:
+                            ops.append(Delete(keys.check_key(node, cid)))
+                            bumps.add(keys.IDX_CHECKS)
+                if check_id and check_id in checks:
+                    check = checks[check_id]
+                    ops.append(Delete(keys.check_key(node, check_id)))
+                    bumps.add(keys.IDX_CHECKS)
+                    if check.service_name:
+                        bumps.add(keys.idx_service(check.service_name))
+                    else:
+                        bumps |= {keys.idx_service(s.name) for s in services.values()}
+            elif view.node is not None or services or checks:
+                ops.append(Delete(keys.node_key(node)))
+                for sid, svc in services.items():
+                    ops += [Delete(_svc_by_node(node, sid)), Delete(_svc_by_name(svc.name, node, sid))]
+                    bumps.add(keys.idx_service(svc.name))
+                ops.append(Delete(keys.node_checks(node), prefix=True))
+                bumps |= {keys.IDX_NODES, keys.IDX_SERVICES, keys.IDX_CHECKS}
+            if not ops:
+                return view.guard or (await self.store.get(keys.IDX_NODES))[1]
+            index = await self._commit(node, view, ops, bumps)
+            if index:
+                return index
+        raise ConsulError("catalog deregister: too much contention on node " + repr(node))
+
+    # ----- reads --------------------------------------------------------
+
+    async def _index_of(self, *index_keys: str) -> tuple[int, int]:
+        """(max modify index of the keys or the store index if none exist, store index)."""
+        best = 0
+        store_index = 0
+        for key in index_keys:
+            entry, store_index = await self.reader.get(key)
+            if entry is not None:
+                best = max(best, entry.modify_index)
+        return (best or store_index or 1), store_index
+
+    async def _nodes(self) -> dict[str, pb.Node]:
+        entries, _ = await self.reader.range(keys.NODES)
+        return {keys.name_of(e.key): _load_node(e) for e in entries}
+
+    async def list_nodes(
+        self, opts: QueryOpts, node_meta: Mapping[str, str] | None = None
+    ) -> Read[list[pb.Node]]:
+        async def read() -> Read[list[pb.Node]]:
+            index, store_index = await self._index_of(keys.IDX_NODES)
+            nodes = [n for n in (await self._nodes()).values() if _meta_match(n, node_meta or {})]
+            return Read(nodes, index, store_index)
+
+        return await blocking_query(self.reader, opts, [keys.IDX_NODES], read)
+
+    async def list_services(
+        self, opts: QueryOpts, node_meta: Mapping[str, str] | None = None
+    ) -> Read[dict[str, list[str]]]:
+        async def read() -> Read[dict[str, list[str]]]:
+            index, store_index = await self._index_of(keys.IDX_SERVICES)
+            nodes = await self._nodes() if node_meta else {}
+            entries, _ = await self.reader.range(NODESVC)
+            out: dict[str, set[str]] = {}
+            for entry in entries:
+                if node_meta:
+                    node_name = keys.name_of(entry.key.rsplit("/", 1)[0])
+                    n = nodes.get(node_name)
+                    if n is None or not _meta_match(n, node_meta):
+                        continue
+                svc = pb.Service.FromString(entry.value)
+                out.setdefault(svc.name, set()).update(svc.tags)
+            return Read({k: sorted(v) for k, v in sorted(out.items())}, index, store_index)
+
+        return await blocking_query(self.reader, opts, [keys.IDX_SERVICES], read)
+
+    async def get_node(self, opts: QueryOpts, node: str) -> Read[tuple[pb.Node | None, list[pb.Service]]]:
+        async def read() -> Read[tuple[pb.Node | None, list[pb.Service]]]:
+            index, store_index = await self._index_of(keys.idx_node(node))
+            entry, _ = await self.reader.get(keys.node_key(node))
+            if entry is None:
+                return Read((None, []), index, store_index)
+            svcs, _ = await self.reader.range(f"{NODESVC}{keys.q(node)}/")
+            return Read((_load_node(entry), [_load_service(e) for e in svcs]), index, store_index)
+
+        return await blocking_query(self.reader, opts, [keys.idx_node(node)], read)
+
+    async def _instances(
+        self, name: str, tags: Sequence[str], node_meta: Mapping[str, str]
+    ) -> list[tuple[pb.Node, pb.Service]]:
+        entries, _ = await self.reader.range(f"{keys.SERVICES}{keys.q(name)}/")
+        out: list[tuple[pb.Node, pb.Service]] = []
+        nodes: dict[str, pb.Node | None] = {}
+        for entry in entries:
+            svc = _load_service(entry)
+            if not _tags_match(svc, tags):
+                continue
+            node_name = keys.name_of(entry.key.rsplit("/", 1)[0])
+            if node_name not in nodes:
+                node_entry, _ = await self.reader.get(keys.node_key(node_name))
+                nodes[node_name] = _load_node(node_entry) if node_entry else None
+            node = nodes[node_name]
+            if node is None or not _meta_match(node, node_meta):
+                continue
+            out.append((node, svc))
+        return out
+
+    async def service_instances(
+        self,
+        opts: QueryOpts,
+        name: str,
+        tags: Sequence[str] = (),
+        node_meta: Mapping[str, str] | None = None,
+    ) -> Read[list[tuple[pb.Node, pb.Service]]]:
+        async def read() -> Read[list[tuple[pb.Node, pb.Service]]]:
+            index, store_index = await self._index_of(keys.idx_service(name))
+            return Read(await self._instances(name, tags, node_meta or {}), index, store_index)
+
+        return await blocking_query(self.reader, opts, [keys.idx_service(name)], read)
+
+    async def _checks_of(self, node: str) -> list[pb.HealthCheck]:
+        entries, _ = await self.reader.range(keys.node_checks(node))
+        return [_load_check(e) for e in entries]
+
+    async def service_health(
+        self,
+        opts: QueryOpts,
+        name: str,
+        tags: Sequence[str] = (),
+        passing_only: bool = False,
+        node_meta: Mapping[str, str] | None = None,
+    ) -> Read[list[pb.ServiceEntry]]:
+        async def read() -> Read[list[pb.ServiceEntry]]:
+            index, store_index = await self._index_of(keys.idx_service(name))
+            out: list[pb.ServiceEntry] = []
+            by_node: dict[str, list[pb.HealthCheck]] = {}
+            for node, svc in await self._instances(name, tags, node_meta or {}):
+                if node.name not in by_node:
+                    by_node[node.name] = await self._checks_of(node.name)
+                checks = [
+                    c for c in by_node[node.name] if not c.service_id or c.service_id == svc.id
+                ]
+                if passing_only and any(c.status != PASSING for c in checks):
+                    continue
+                out.append(pb.ServiceEntry(node=node, service=svc, checks=checks))
+            return Read(out, index, store_index)
+
+        return await blocking_query(self.reader, opts, [keys.idx_service(name)], read)
+
+    async def node_checks(self, opts: QueryOpts, node: str) -> Read[list[pb.HealthCheck]]:
+        async def read() -> Read[list[pb.HealthCheck]]:
+            index, store_index = await self._index_of(keys.idx_node(node))
+            return Read(await self._checks_of(node), index, store_index)
+
+        return await blocking_query(self.reader, opts, [keys.idx_node(node)], read)
+
+    async def service_checks(self, opts: QueryOpts, name: str) -> Read[list[pb.HealthCheck]]:
+        async def read() -> Read[list[pb.HealthCheck]]:
+            index, store_index = await self._index_of(keys.idx_service(name))
+            out: list[pb.HealthCheck] = []
+            for node, svc in await self._instances(name, (), {}):
+                out += [c for c in await self._checks_of(node.name) if c.service_id == svc.id]
+            return Read(out, index, store_index)
+
+        return await blocking_query(self.reader, opts, [keys.idx_service(name)], read)
+
+    async def checks_in_state(self, opts: QueryOpts, state: int) -> Read[list[pb.HealthCheck]]:
+        async def read() -> Read[list[pb.HealthCheck]]:
+            index, store_index = await self._index_of(keys.IDX_CHECKS)
+            entries, _ = await self.reader.range(keys.CHECKS)
+            checks = [_load_check(e) for e in entries]
+            if state != pb.HEALTH_STATUS_UNSPECIFIED:
+                checks = [c for c in checks if c.status == state]
+            return Read(checks, index, store_index)
+
+        return await blocking_query(self.reader, opts, [keys.IDX_CHECKS], read)
