@@ -19,13 +19,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.catalog.v1 import catalog_pb2
+from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.health.v1 import health_pb2 as consul_health_pb2
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.membership.v1 import membership_pb2 as mpb
 from generated.consul.status.v1 import status_pb2
 
 from agent.config import VERSION, AgentConfig
+from agent.convert import seconds_duration
+from agent.local.core import LocalAgent
 from agent.membership.hub import MemberHub
 from agent.server.endpoints import (
     CatalogEndpoint,
@@ -35,7 +39,7 @@ from agent.server.endpoints import (
     ServerContext,
     StatusEndpoint,
 )
-from agent.server.handlers import Forwarder, service_handler
+from agent.server.handlers import Dispatcher, Forwarder, service_handler
 from agent.server.leader import LeaderElection
 from agent.server.reconcile import reconcile_forever
 from agent.state.catalog import Catalog
@@ -55,6 +59,8 @@ SERVICES = [
     status_pb2.DESCRIPTOR.services_by_name["StatusService"],
     mpb.DESCRIPTOR.services_by_name["MembershipService"],
 ]
+
+AGENT_SERVICE = apb.DESCRIPTOR.services_by_name["AgentService"]
 
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -112,13 +118,55 @@ class ServerAgent:
         self.grpc_server: grpc.aio.Server | None = None
         self.start_time = time.time()
         self._tasks: list[asyncio.Task[None]] = []
-        self._extra_handlers: list[grpc.GenericRpcHandler] = []
-        self._extra_names: list[str] = []
+        self.dispatch = Dispatcher(config.datacenter, forward)
+        self.local = LocalAgent(
+            node_name=config.node_name,
+            datacenter=config.datacenter,
+            invoker=self.dispatch,
+            node=self.node,
+            members=self.members,
+            describe=self.describe,
+            cluster_size=lambda: max(1, len(self.hub.members)),
+            data_dir=config.data_dir,
+            enable_script_checks=config.enable_script_checks,
+        )
 
-    def add_service(self, handler: grpc.GenericRpcHandler, name: str) -> None:
-        """Serve one more service (the local AgentService) on the same listeners."""
-        self._extra_handlers.append(handler)
-        self._extra_names.append(name)
+    def node(self) -> pb.Node:
+        return pb.Node(
+            id=self.config.node_id,
+            name=self.config.node_name,
+            address=self.rpc_address.rpartition(":")[0],
+            datacenter=self.config.datacenter,
+        )
+
+    async def members(self, wan: bool) -> list[mpb.Member]:
+        return list(self.hub.members.values())
+
+    def describe(self) -> apb.SelfResponse:
+        cfg = self.config
+        resp = apb.SelfResponse(
+            node_name=cfg.node_name,
+            datacenter=cfg.datacenter,
+            server=True,
+            version=VERSION,
+            member=self.member,
+            heartbeat_interval=seconds_duration(self.heartbeat_interval),
+        )
+        resp.start_time.FromNanoseconds(int(self.start_time * 1e9))
+        leader = self.leader
+        resp.stats.update(
+            {
+                "consul.server": "true",
+                "consul.leader": str(bool(leader and leader.is_leader)).lower(),
+                "consul.leader_addr": leader.leader_address if leader else "",
+                "consul.known_datacenters": "1",
+                "serf_lan.members": str(len(self.hub.members)),
+                "agent.services": str(len(self.local.state.services)),
+                "agent.checks": str(len(self.local.state.definitions)),
+                "agent.store": self.store.kind,
+            }
+        )
+        return resp
 
     @property
     def member(self) -> mpb.Member:
@@ -183,17 +231,21 @@ class ServerAgent:
             MembershipEndpoint(ctx),
         ]
         for service, endpoint in zip(SERVICES, endpoints, strict=True):
+            self.dispatch.register(service, endpoint)
             self.grpc_server.add_generic_rpc_handlers(
-                [service_handler(service, endpoint, local_dc=cfg.datacenter, forward=self.forward)]
+                [service_handler(service, endpoint, self.dispatch.rpc)]
             )
-        self.grpc_server.add_generic_rpc_handlers(self._extra_handlers)
+        self.grpc_server.add_generic_rpc_handlers(
+            [service_handler(AGENT_SERVICE, self.local.endpoint)]
+        )
         add_health_and_reflection(
-            self.grpc_server, [s.full_name for s in SERVICES] + self._extra_names
+            self.grpc_server, [s.full_name for s in [*SERVICES, AGENT_SERVICE]]
         )
         await self.hub.start()
         await self.lan.join(self.member)
         await self.leader.start()
         await self.grpc_server.start()
+        await self.local.start()
         self._tasks.append(asyncio.create_task(self._stay_alive(), name="server-heartbeat"))
         logger.info(
             "server agent started node=%s datacenter=%s store=%s rpc=%s grpc=%s",
@@ -222,6 +274,7 @@ class ServerAgent:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.local.aclose()
         if leave:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.lan.leave(self.config.node_name), 3.0)

@@ -2,10 +2,10 @@
 
 ``service_handler`` builds a generic handler for one service descriptor from
 an object with one coroutine (or async generator, for server streams) per RPC.
-Every unary call: a request for another datacenter goes to ``forward`` (the
-WAN router) or fails with ``No path to datacenter``; a ``ConsulError`` becomes
-its status code and Consul's text; anything else is logged here, once, and the
-caller gets INTERNAL with no traceback.
+Every call: a ``ConsulError`` becomes its status code and Consul's text;
+anything else is logged here, once, and the caller gets INTERNAL with no
+traceback. ``Dispatcher`` sends a request for another datacenter to
+``forward`` (the WAN router), or fails it with ``No path to datacenter``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from agent.errors import ConsulError, NoPathToDatacenter
 from agent.rpc.methods import MethodSpec, methods_of, request_datacenter
 
-__all__ = ["Forwarder", "service_handler"]
+__all__ = ["Dispatcher", "Forwarder", "service_handler"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +38,38 @@ class Forwarder(Protocol):
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _unary(
-    spec: MethodSpec,
-    fn: Callable[[Any], Awaitable[Message]],
-    local_dc: str,
-    forward: Forwarder | None,
-) -> Callable[[Message, Context], Awaitable[Message]]:
-    forwardable = spec.path not in _NEVER_FORWARDED
+class Dispatcher:
+    """Calls endpoints in-process by method path, forwarding other datacenters.
 
+    A server agent's own callers (its HTTP API, its anti-entropy) use ``rpc``
+    as their invoker, the same way a client agent uses ``Client.rpc``.
+    """
+
+    def __init__(self, local_dc: str, forward: Forwarder | None = None) -> None:
+        self.local_dc = local_dc
+        self.forward = forward
+        self._endpoints: dict[str, object] = {}
+
+    def register(self, service: ServiceDescriptor, endpoint: object) -> None:
+        self._endpoints[service.full_name] = endpoint
+
+    async def rpc(self, spec: MethodSpec, request: Message) -> Any:
+        if spec.path not in _NEVER_FORWARDED:
+            dc = request_datacenter(request)
+            if dc and dc != self.local_dc:
+                if self.forward is None:
+                    raise NoPathToDatacenter(f"No path to datacenter {dc!r}")
+                return await self.forward(spec, request, dc)
+        service, name = spec.path[1:].rsplit("/", 1)
+        return await getattr(self._endpoints[service], name)(request)
+
+
+def _unary(
+    spec: MethodSpec, call: Callable[[MethodSpec, Message], Awaitable[Message]]
+) -> Callable[[Message, Context], Awaitable[Message]]:
     async def handle(request: Message, context: Context) -> Message:
         try:
-            dc = request_datacenter(request) if forwardable else ""
-            if dc and dc != local_dc:
-                if forward is None:
-                    raise NoPathToDatacenter(f"No path to datacenter {dc!r}")
-                return await forward(spec, request, dc)
-            return await fn(request)
+            return await call(spec, request)
         except ConsulError as err:
             await context.abort(err.grpc_code, err.message)
         except grpc.aio.AbortError:
@@ -87,24 +103,30 @@ def _stream(
 def service_handler(
     service: ServiceDescriptor,
     endpoint: object,
-    *,
-    local_dc: str,
-    forward: Forwarder | None = None,
+    call: Callable[[MethodSpec, Message], Awaitable[Message]] | None = None,
 ) -> grpc.GenericRpcHandler:
-    """A generic handler serving ``service`` with ``endpoint``'s methods."""
+    """A generic handler serving ``service`` with ``endpoint``'s methods.
+
+    Unary calls go through ``call`` (a ``Dispatcher.rpc`` or a client agent's
+    forwarding ``Client.rpc``) when given, else straight to the endpoint.
+    """
+
+    async def direct(spec: MethodSpec, request: Message) -> Message:
+        result: Message = await getattr(endpoint, spec.path.rsplit("/", 1)[1])(request)
+        return result
+
     handlers: dict[str, grpc.RpcMethodHandler] = {}
     for spec in methods_of(service):
         name = spec.path.rsplit("/", 1)[1]
-        fn = getattr(endpoint, name)
         if spec.server_streaming:
             handlers[name] = grpc.unary_stream_rpc_method_handler(
-                _stream(spec, fn),
+                _stream(spec, getattr(endpoint, name)),
                 request_deserializer=spec.request_type.FromString,
                 response_serializer=spec.response_type.SerializeToString,
             )
         else:
             handlers[name] = grpc.unary_unary_rpc_method_handler(
-                _unary(spec, fn, local_dc, forward),
+                _unary(spec, call or direct),
                 request_deserializer=spec.request_type.FromString,
                 response_serializer=spec.response_type.SerializeToString,
             )

@@ -1,0 +1,317 @@
+"""The agent's local state: the services and checks registered on this agent.
+
+Consul's ``agent/local/state.go`` and the agent's registration methods, in
+one place. Services and checks live here, are persisted under
+``<data-dir>/local/`` (so a restarted agent re-registers what it had, even
+after ``kill -9``: every change is written, atomically, before it is
+acknowledged), have their checks run by a ``CheckManager``, and are pushed to
+the catalog by anti-entropy (``AntiEntropy``), which ``changed`` wakes.
+
+Check statuses come from the runners; maintenance mode is a synthetic
+critical check (``_node_maintenance``, ``_service_maintenance:<id>``), as in
+Consul.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from generated.consul.agent.v1 import agent_pb2 as apb
+from generated.consul.common.v1 import types_pb2 as pb
+
+from agent.checks import CheckManager, CheckSpec
+from agent.checks.spec import MIN_INTERVAL
+from agent.convert import check_name
+from agent.errors import InvalidArgument, NotFound
+from agent.local.convert import STATUS_PB, check_type, definition_from_spec, spec_from_definition
+
+__all__ = ["NODE_MAINT", "LocalState", "service_maint_id"]
+
+logger = logging.getLogger(__name__)
+
+NODE_MAINT = "_node_maintenance"
+SERVICE_MAINT_PREFIX = "_service_maintenance:"
+REAP_INTERVAL = 3.0
+
+
+def service_maint_id(service_id: str) -> str:
+    return SERVICE_MAINT_PREFIX + service_id
+
+
+class LocalState:
+    """Local services and checks of one agent; an async context manager."""
+
+    def __init__(
+        self,
+        node_name: str,
+        *,
+        data_dir: str = "",
+        enable_script_checks: bool = False,
+        min_check_interval: float = MIN_INTERVAL,
+    ) -> None:
+        self.node_name = node_name
+        self.services: dict[str, pb.Service] = {}
+        self.definitions: dict[str, apb.CheckDefinition] = {}
+        self.maintenance: dict[str, pb.HealthCheck] = {}
+        self.changed = asyncio.Event()  # set on anything anti-entropy must push now
+        self.on_change: Callable[[], None] | None = None
+        self._dir = Path(data_dir) / "local" if data_dir else None
+        self.checks = CheckManager(
+            self._check_updated,
+            enable_script_checks=enable_script_checks,
+            min_interval=min_check_interval,
+        )
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LocalState:
+        await self.checks.__aenter__()
+        self._load()
+        self._reaper = asyncio.create_task(self._reap_loop(), name="service-reaper")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await self.checks.aclose()
+
+    # ----- change notification ----------------------------------------
+
+    def _notify(self) -> None:
+        self.changed.set()
+        if self.on_change is not None:
+            self.on_change()
+
+    def _check_updated(self, check_id: str, status: str, output: str, status_changed: bool) -> None:
+        # A status change syncs at once; an output-only change rides along with
+        # the next sync (Consul's check_update_interval batching).
+        if status_changed:
+            self._notify()
+
+    # ----- persistence -------------------------------------------------
+
+    def _save(self) -> None:
+        if self._dir is None:
+            return
+        self._dir.mkdir(parents=True, exist_ok=True)
+        data = {
+            "services": [json_format.MessageToDict(s) for s in self.services.values()],
+            "checks": [json_format.MessageToDict(c) for c in self.definitions.values()],
+            "maintenance": [json_format.MessageToDict(c) for c in self.maintenance.values()],
+        }
+        tmp = self._dir / "state.json.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._dir / "state.json")
+
+    def _load(self) -> None:
+        if self._dir is None or not (self._dir / "state.json").exists():
+            return
+        try:
+            data = json.loads((self._dir / "state.json").read_text())
+            for raw in data.get("services", []):
+                svc = json_format.ParseDict(raw, pb.Service())
+                self.services[svc.id] = svc
+            for raw in data.get("checks", []):
+                check = json_format.ParseDict(raw, apb.CheckDefinition())
+                try:
+                    self._start_check(check)
+                except InvalidArgument as exc:
+                    logger.warning("persisted check dropped check=%s error=%s", check.check_id, exc)
+            for raw in data.get("maintenance", []):
+                maint = json_format.ParseDict(raw, pb.HealthCheck())
+                self.maintenance[maint.check_id] = maint
+        except (OSError, ValueError, json_format.ParseError) as exc:
+            logger.error("cannot load persisted local state dir=%s error=%s", self._dir, exc)
+            return
+        logger.info(
+            "restored local state services=%d checks=%d", len(self.services), len(self.definitions)
+        )
+
+    # ----- services ----------------------------------------------------
+
+    def add_service(
+        self,
+        definition: apb.ServiceDefinition,
+        *,
+        replace_existing_checks: bool = False,
+    ) -> None:
+        svc = pb.Service()
+        svc.CopyFrom(definition.service)
+        check_name(svc.name, "service name")
+        if not svc.id:
+            svc.id = svc.name
+        check_name(svc.id, "service ID")
+        if not 0 <= svc.port <= 65535:
+            raise InvalidArgument(f"Invalid service port {svc.port}")
+        svc.ClearField("create_index")
+        svc.ClearField("modify_index")
+        checks = []
+        for n, check in enumerate(definition.checks, start=1):
+            c = apb.CheckDefinition()
+            c.CopyFrom(check)
+            c.service_id = svc.id
+            if not c.check_id:
+                c.check_id = (
+                    f"service:{svc.id}" if len(definition.checks) == 1 else f"service:{svc.id}:{n}"
+                )
+            if not c.name:
+                c.name = f"Service '{svc.name}' check"
+            checks.append((c, self._validate_check(c)))
+        # Validated as a whole before anything changes.
+        if replace_existing_checks:
+            keep = {c.check_id for c, _ in checks}
+            for cid, d in list(self.definitions.items()):
+                if d.service_id == svc.id and cid not in keep:
+                    self._drop_check(cid)
+        self.services[svc.id] = svc
+        for c, spec in checks:
+            self._start_check(c, spec)
+        self._save()
+        self._notify()
+
+    def remove_service(self, service_id: str) -> None:
+        if service_id not in self.services:
+            raise NotFound(f'Unknown service ID "{service_id}". Ensure that the service ID is'
+                           " passed, not the service name.")
+        del self.services[service_id]
+        for cid, d in list(self.definitions.items()):
+            if d.service_id == service_id:
+                self._drop_check(cid)
+        self.maintenance.pop(service_maint_id(service_id), None)
+        self._save()
+        self._notify()
+
+    # ----- checks ------------------------------------------------------
+
+    def _validate_check(self, check: apb.CheckDefinition) -> CheckSpec:
+        if not check.check_id:
+            check.check_id = check.name
+        check_name(check.check_id, "check ID or name")
+        if not check.name:
+            check.name = check.check_id
+        if check.service_id and check.service_id not in self.services:
+            raise InvalidArgument(f'ServiceID "{check.service_id}" does not exist')
+        if not check_type(check.definition):
+            raise InvalidArgument(
+                "Check type is not valid: one of TTL, HTTP, TCP, GRPC or Args must be set"
+            )
+        return self.checks.validate(spec_from_definition(check))
+
+    def _start_check(self, check: apb.CheckDefinition, spec: CheckSpec | None = None) -> None:
+        spec = self.checks.add(spec or self._validate_check(check))
+        stored = definition_from_spec(spec, notes=check.notes)
+        stored.name = check.name
+        self.definitions[check.check_id] = stored
+
+    def _drop_check(self, check_id: str) -> None:
+        self.definitions.pop(check_id, None)
+        with contextlib.suppress(NotFound):
+            self.checks.remove(check_id)
+
+    def add_check(self, check: apb.CheckDefinition) -> None:
+        c = apb.CheckDefinition()
+        c.CopyFrom(check)
+        spec = self._validate_check(c)
+        self._start_check(c, spec)
+        self._save()
+        self._notify()
+
+    def remove_check(self, check_id: str) -> None:
+        if check_id not in self.definitions:
+            raise NotFound(f'Unknown check ID "{check_id}"')
+        self._drop_check(check_id)
+        self._save()
+        self._notify()
+
+    def update_ttl(self, check_id: str, status: str, output: str) -> None:
+        if status not in ("passing", "warning", "critical"):
+            raise InvalidArgument(f"Unknown check status {status!r}")
+        self.checks.update_ttl(check_id, status, output)
+
+    # ----- maintenance -------------------------------------------------
+
+    def set_maintenance(self, enable: bool, reason: str, service_id: str = "") -> None:
+        if service_id and service_id not in self.services:
+            raise NotFound(f'Unknown service ID "{service_id}"')
+        check_id = service_maint_id(service_id) if service_id else NODE_MAINT
+        if not enable:
+            if self.maintenance.pop(check_id, None) is not None:
+                self._save()
+                self._notify()
+            return
+        name = "Service Maintenance Mode" if service_id else "Node Maintenance Mode"
+        self.maintenance[check_id] = pb.HealthCheck(
+            node=self.node_name,
+            check_id=check_id,
+            name=name,
+            status=pb.HEALTH_STATUS_CRITICAL,
+            notes=reason or "Maintenance mode is enabled for this "
+            + ("service, but no reason was provided. This is a default message." if service_id
+               else "node, but no reason was provided. This is a default message."),
+            service_id=service_id,
+            type="maintenance",
+        )
+        self._save()
+        self._notify()
+
+    # ----- reads -------------------------------------------------------
+
+    def health_checks(self) -> list[pb.HealthCheck]:
+        """Every local check as the catalog should hold it."""
+        out: list[pb.HealthCheck] = []
+        states = self.checks.states()
+        for cid, d in self.definitions.items():
+            state = states.get(cid)
+            svc = self.services.get(d.service_id)
+            out.append(
+                pb.HealthCheck(
+                    node=self.node_name,
+                    check_id=cid,
+                    name=d.name,
+                    status=STATUS_PB.get(state.status if state else "critical", 3),
+                    notes=d.notes,
+                    output=state.output if state else "",
+                    service_id=d.service_id,
+                    service_name=svc.name if svc else "",
+                    service_tags=list(svc.tags) if svc else [],
+                    type=check_type(d.definition),
+                    definition=d.definition,
+                )
+            )
+        for maint in self.maintenance.values():
+            m = pb.HealthCheck()
+            m.CopyFrom(maint)
+            svc = self.services.get(m.service_id)
+            if svc is not None:
+                m.service_name = svc.name
+                m.service_tags[:] = list(svc.tags)
+            out.append(m)
+        return sorted(out, key=lambda c: c.check_id)
+
+    # ----- reaping -----------------------------------------------------
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REAP_INTERVAL)
+            for service_id in self.checks.services_to_reap():
+                if service_id in self.services:
+                    logger.info(
+                        "deregistering service critical for too long service=%s", service_id
+                    )
+                    with contextlib.suppress(NotFound):
+                        self.remove_service(service_id)

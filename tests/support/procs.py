@@ -1,0 +1,163 @@
+"""Real agent processes for integration tests.
+
+``AgentProcess`` starts ``python -m agent.cli agent ...`` on free loopback
+ports, waits (bounded poll) until its gRPC port answers a Ping (servers) or
+its gRPC health says SERVING (clients), and stops it with SIGINT, then
+SIGKILL. ``kill()`` is ``kill -9``. Logs go to a file; ``Cluster.dump_logs``
+prints every process's log, which the conftest does only when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.support.etcd import free_port
+
+__all__ = ["AgentProcess", "Cluster", "wait_until"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until it returns a truthy value; that value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # keep polling; report the last error
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last error: {last_exc!r}")
+
+
+def _serving(address: str, timeout: float = 1.0) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        except grpc.RpcError:
+            return False
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@dataclass
+class AgentProcess:
+    name: str
+    args: list[str]
+    log_dir: Path
+    server: bool = False
+    rpc_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def rpc_addr(self) -> str:
+        return f"127.0.0.1:{self.rpc_port}"
+
+    @property
+    def grpc_addr(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_addr(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.name}.log"
+
+    def start(self, wait: bool = True) -> AgentProcess:
+        cmd = [
+            sys.executable, "-m", "agent.cli", "agent",
+            "--node", self.name,
+            "--grpc-addr", self.grpc_addr,
+            "--http-addr", self.http_addr,
+            "--log-level", "DEBUG",
+        ]
+        if self.server:
+            cmd += ["--rpc-addr", self.rpc_addr]
+        cmd += self.args
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_path.read_text()}"
+                )
+            return _serving(self.grpc_addr)
+
+        wait_until(ready, timeout, what=f"{self.name} to serve")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """kill -9."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGINT (graceful leave), then SIGKILL."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+class Cluster:
+    """The processes of one test; all stopped at the end."""
+
+    def __init__(self, log_dir: Path | None = None) -> None:
+        self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="consul-grpc-logs-"))
+        self.agents: list[AgentProcess] = []
+
+    def server(self, name: str, *args: str, wait: bool = True, **kw: int) -> AgentProcess:
+        agent = AgentProcess(name, ["--server", *args], self.log_dir, server=True, **kw)
+        self.agents.append(agent)
+        return agent.start(wait)
+
+    def client(self, name: str, *args: str, wait: bool = True) -> AgentProcess:
+        agent = AgentProcess(name, list(args), self.log_dir)
+        self.agents.append(agent)
+        return agent.start(wait)
+
+    def stop_all(self) -> None:
+        for agent in reversed(self.agents):
+            agent.stop()
+
+    def dump_logs(self) -> str:
+        out = []
+        for agent in self.agents:
+            text = agent.log_path.read_text() if agent.log_path.exists() else "(no log)"
+            out.append(f"----- {agent.name} ({agent.log_path}) -----\n{text[-20000:]}")
+        return "\n".join(out)
