@@ -13,6 +13,7 @@ from agent.store.base import (
     Store,
     prefix_end,
 )
+from agent.store.factory import open_store
 
 __all__ = [
     "CompactedError",
@@ -23,5 +24,6 @@ __all__ = [
     "Op",
     "Put",
     "Store",
+    "open_store",
     "prefix_end",
 ]

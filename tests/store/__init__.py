@@ -1,0 +1,1 @@
+"""Contract tests of the store protocol, run against every store kind."""

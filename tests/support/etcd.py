@@ -1,0 +1,250 @@
+"""A real etcd for tests: one process on free loopback ports with a temporary data dir.
+
+Use it as an async context manager::
+
+    async with EtcdServer() as etcd:
+        store = EtcdStore([etcd.endpoint], "/test/")
+
+or, in a conftest, through the fixture factory (the fixture is synchronous, so
+it can be session-scoped without tying tests to one event loop)::
+
+    from tests.support.etcd import etcd_fixture
+    etcd_server = etcd_fixture(scope="session")
+
+The server runs with a 25 ms heartbeat and a 250 ms election timeout, which
+brings etcd's minimum lease TTL down to 1 s (etcd rounds a TTL up to
+1.5 x election timeout), so lease tests run in seconds. Readiness is a bounded
+poll of ``/health``; stopping is SIGTERM, then SIGKILL after a grace period.
+When etcd fails to start, or dies, its log is in the error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import pytest
+
+__all__ = ["EtcdServer", "etcd_binary", "etcd_fixture", "free_port"]
+
+_READY_TIMEOUT = 20.0
+_STOP_GRACE = 5.0
+_POLL = 0.05
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now (the usual bind-to-0 race applies)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def etcd_binary() -> str | None:
+    """The etcd executable: ``$ETCD_BIN``, else ``etcd`` on PATH, else /usr/bin/etcd."""
+    env = os.environ.get("ETCD_BIN")
+    if env:
+        return env
+    found = shutil.which("etcd")
+    if found:
+        return found
+    return "/usr/bin/etcd" if os.access("/usr/bin/etcd", os.X_OK) else None
+
+
+class EtcdServer:
+    """One single-member etcd cluster on loopback. ``endpoint`` is ``127.0.0.1:PORT``."""
+
+    def __init__(self, *, binary: str | None = None, name: str = "test") -> None:
+        self.binary = binary or etcd_binary()
+        self.name = name
+        self.client_port = 0
+        self.peer_port = 0
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_file: Any = None
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port`` for ``EtcdStore`` and etcd3aio."""
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``, as etcdctl wants it."""
+        return f"http://{self.endpoint}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def logs(self) -> str:
+        """Everything etcd has written so far."""
+        if self._tmp is None:
+            return ""
+        path = Path(self._tmp.name) / "etcd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # -- start ---------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        if self.binary is None:
+            raise RuntimeError(
+                "etcd is not installed (apt-get install etcd-server, or set ETCD_BIN)"
+            )
+        self._tmp = tempfile.TemporaryDirectory(prefix="etcd-test-")
+        root = Path(self._tmp.name)
+        self.client_port, self.peer_port = free_port(), free_port()
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        args = [
+            self.binary,
+            "--name", self.name,
+            "--data-dir", str(root / "data"),
+            "--listen-client-urls", self.url,
+            "--advertise-client-urls", self.url,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"{self.name}={peer}",
+            "--initial-cluster-state", "new",
+            "--heartbeat-interval", "25",
+            "--election-timeout", "250",
+            "--logger", "zap",
+            "--log-outputs", "stderr",
+        ]  # fmt: skip
+        self._log_file = (root / "etcd.log").open("wb")
+        self._proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def _healthy(self) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", self.client_port, timeout=0.5)
+        try:
+            conn.request("GET", "/health")
+            resp = conn.getresponse()
+            body = json.loads(resp.read() or b"{}")
+            return resp.status == 200 and str(body.get("health")) == "true"
+        except (OSError, ValueError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def _check_alive(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise RuntimeError(
+                f"etcd exited with {self._proc.returncode} while starting:\n{self.logs()[-4000:]}"
+            )
+
+    def start_sync(self) -> None:
+        """Start etcd and block until it answers ``/health`` (bounded)."""
+        for attempt in range(3):  # a free port may be taken before etcd binds it
+            self._spawn()
+            deadline = time.monotonic() + _READY_TIMEOUT
+            try:
+                while time.monotonic() < deadline:
+                    self._check_alive()
+                    if self._healthy():
+                        return
+                    time.sleep(_POLL)
+                raise RuntimeError(f"etcd not healthy in {_READY_TIMEOUT}s:\n{self.logs()[-4000:]}")
+            except RuntimeError:
+                logs = self.logs()
+                self.stop_sync()
+                if attempt == 2 or "address already in use" not in logs:
+                    raise
+
+    async def start(self) -> None:
+        """Start etcd and wait until it answers ``/health`` (bounded)."""
+        await asyncio.to_thread(self.start_sync)
+
+    # -- stop ----------------------------------------------------------------
+
+    def stop_sync(self) -> None:
+        """SIGTERM, then SIGKILL after a grace period; remove the data dir."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=_STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait(timeout=_STOP_GRACE)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    async def aclose(self) -> None:
+        """Stop etcd (bounded)."""
+        await asyncio.to_thread(self.stop_sync)
+
+    def kill(self) -> None:
+        """SIGKILL at once, keeping the data dir (for crash tests)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(timeout=_STOP_GRACE)
+
+    async def __aenter__(self) -> EtcdServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> EtcdServer:
+        self.start_sync()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_sync()
+
+
+def etcd_fixture(
+    scope: Literal["session", "package", "module", "class", "function"] = "session",
+) -> Callable[..., Iterator[EtcdServer]]:
+    """A pytest fixture yielding a started ``EtcdServer``; assign it in a conftest.
+
+    The fixture is synchronous, so a session-wide etcd serves tests that run on
+    any event loop. If etcd died during the tests, its log is printed.
+    """
+
+    @pytest.fixture(scope=scope)
+    def _etcd_server() -> Iterator[EtcdServer]:
+        server = EtcdServer()
+        server.start_sync()
+        try:
+            yield server
+        finally:
+            if not server.running:
+                print(f"etcd died during the tests; its log:\n{server.logs()[-8000:]}")
+            server.stop_sync()
+
+    return _etcd_server
