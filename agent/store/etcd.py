@@ -118,7 +118,7 @@ class EtcdStore:
             self._client = None
             await self._close(client)
             raise
-        logger.info("etcd store started endpoints=%s namespace=%s", self._where, self._ns)
+        logger.info("etcd store started endpoints=%s namespace=%s", self._where, self._ns.decode())
 
     async def aclose(self) -> None:
         """Close the channel (which ends every watch), bounded by a couple of seconds."""
@@ -268,6 +268,13 @@ class EtcdStore:
     # -- blocking ------------------------------------------------------------
 
     async def wait(self, prefixes: Sequence[str], after_index: int, timeout: float) -> bool:  # noqa: ASYNC109
+        """True once a key under ``prefixes`` changes after ``after_index``; see ``Store``.
+
+        A read first checks etcd answers (StoreError if not). If etcd goes away
+        during the wait, etcd3aio's watches reconnect quietly and the wait ends
+        False at its timeout; the caller's next read reports the failure. A
+        compacted ``after_index`` answers True: the caller must re-read.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         # A cheap read first: it fails fast when etcd is down (a watch would
