@@ -1,18 +1,17 @@
 """``consul-grpc``: run an agent, or talk to one over gRPC.
 
-    consul-grpc agent --dev
-    consul-grpc agent --server --store etcd --etcd-endpoints 127.0.0.1:2379
-    consul-grpc agent --retry-join 127.0.0.1:8300
-    consul-grpc members [--wan]
-    consul-grpc catalog services|nodes|datacenters
-    consul-grpc kv get|put|delete KEY [VALUE]
+consul-grpc agent --dev
+consul-grpc agent --server --store etcd --etcd-endpoints 127.0.0.1:2379
+consul-grpc agent --retry-join 127.0.0.1:8300
+consul-grpc members [--wan]
+consul-grpc catalog services|nodes|datacenters
+consul-grpc kv get|put|delete KEY [VALUE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-
 import logging
 import signal
 import sys
@@ -21,14 +20,13 @@ from typing import Any
 
 import grpc
 
+from agent.config import AgentConfig, load_config_file, setup_logging
+from agent.errors import ConsulError, InvalidArgument
 from generated.consul.agent.v1 import agent_pb2, agent_pb2_grpc
 from generated.consul.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from generated.consul.common.v1 import query_pb2
 from generated.consul.kv.v1 import kv_pb2, kv_pb2_grpc
 from generated.consul.membership.v1 import membership_pb2 as mpb
-
-from agent.config import AgentConfig, load_config_file, setup_logging
-from agent.errors import ConsulError, InvalidArgument
 
 __all__ = ["main"]
 
@@ -109,9 +107,7 @@ def _opts(args: argparse.Namespace) -> query_pb2.QueryOptions:
     return query_pb2.QueryOptions(datacenter=args.datacenter or "", token=args.token or "")
 
 
-async def _with_channel(
-    address: str, fn: Callable[[grpc.aio.Channel], Awaitable[int]]
-) -> int:
+async def _with_channel(address: str, fn: Callable[[grpc.aio.Channel], Awaitable[int]]) -> int:
     async with grpc.aio.insecure_channel(address) as channel:
         return await fn(channel)
 
@@ -127,16 +123,20 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
 async def cmd_members(args: argparse.Namespace) -> int:
     async def go(channel: grpc.aio.Channel) -> int:
         stub = agent_pb2_grpc.AgentServiceStub(channel)
-        resp = await stub.ListMembers(agent_pb2.ListMembersRequest(wan=args.wan), timeout=CALL_TIMEOUT)
+        resp = await stub.ListMembers(
+            agent_pb2.ListMembersRequest(wan=args.wan), timeout=CALL_TIMEOUT
+        )
         rows = [["Node", "Address", "Status", "Type", "DC"]]
         for m in resp.members:
-            rows.append([
-                m.name,
-                m.address,
-                mpb.MemberStatus.Name(m.status).removeprefix("MEMBER_STATUS_").lower(),
-                "server" if m.role == mpb.MEMBER_ROLE_SERVER else "client",
-                m.datacenter,
-            ])
+            rows.append(
+                [
+                    m.name,
+                    m.address,
+                    mpb.MemberStatus.Name(m.status).removeprefix("MEMBER_STATUS_").lower(),
+                    "server" if m.role == mpb.MEMBER_ROLE_SERVER else "client",
+                    m.datacenter,
+                ]
+            )
         _print_table(rows)
         return 0
 
@@ -182,7 +182,9 @@ async def cmd_kv(args: argparse.Namespace) -> int:
                 for p in listed.pairs:
                     print(f"{p.key}:{p.value.decode(errors='replace')}")
                 return 0
-            got = await stub.Get(kv_pb2.GetRequest(options=_opts(args), key=args.key), timeout=CALL_TIMEOUT)
+            got = await stub.Get(
+                kv_pb2.GetRequest(options=_opts(args), key=args.key), timeout=CALL_TIMEOUT
+            )
             if not got.HasField("pair"):
                 print(f"Error! No key exists at: {args.key}", file=sys.stderr)
                 return 1
@@ -266,3 +268,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
 
-from generated.consul.common.v1 import query_pb2 as qpb
-
 from agent.errors import InvalidArgument
 from agent.state.blocking import QueryOpts
+from generated.consul.common.v1 import query_pb2 as qpb
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -45,7 +44,9 @@ def check_name(value: str, what: str, *, required: bool = True) -> str:
     if required and not value:
         raise InvalidArgument(f"Must provide {what}")
     if len(value) > MAX_NAME_LENGTH:
-        raise InvalidArgument(f"{what} too long: {len(value)} characters, at most {MAX_NAME_LENGTH}")
+        raise InvalidArgument(
+            f"{what} too long: {len(value)} characters, at most {MAX_NAME_LENGTH}"
+        )
     return value
 
 

@@ -35,7 +35,7 @@ def parse_duration(text: str | float | int) -> float:
         return float(text)
     s = text.strip()
     if not s:
-        raise InvalidArgument("invalid duration \"\"")
+        raise InvalidArgument('invalid duration ""')
     if s == "0":
         return 0.0
     try:

@@ -24,7 +24,7 @@ __all__ = [
     "status_name",
 ]
 
-STATUS_NAMES = {
+STATUS_NAMES: dict[int, str] = {
     pb.HEALTH_STATUS_PASSING: "passing",
     pb.HEALTH_STATUS_WARNING: "warning",
     pb.HEALTH_STATUS_CRITICAL: "critical",

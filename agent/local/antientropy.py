@@ -21,13 +21,12 @@ from typing import Any, Protocol
 
 from google.protobuf.message import Message
 
+from agent.local.state import LocalState
+from agent.rpc.methods import MethodSpec, method_spec
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
 from generated.consul.common.v1 import query_pb2 as qpb
 from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.health.v1 import health_pb2 as hpb
-
-from agent.local.state import LocalState
-from agent.rpc.methods import MethodSpec, method_spec
 
 __all__ = ["AntiEntropy", "Invoker", "scale_interval"]
 
@@ -136,8 +135,9 @@ class AntiEntropy:
                 self.failures += 1
                 self.last_error = str(exc)
                 self.in_sync.clear()
-                logger.warning("anti-entropy sync failed; retrying in %ss error=%s",
-                               self.retry_interval, exc)
+                logger.warning(
+                    "anti-entropy sync failed; retrying in %ss error=%s", self.retry_interval, exc
+                )
                 delay = self.retry_interval
                 next_full = loop.time() + self.retry_interval
                 continue
@@ -165,13 +165,17 @@ class AntiEntropy:
         )
         # Deletions first: what the catalog has and the agent does not.
         for sid in set(r_services) - set(self.local.services) - PROTECTED_SERVICES:
-            await self._call(_DEREGISTER, cpb.DeregisterRequest(write=write, node=node.name, service_id=sid))
+            await self._call(
+                _DEREGISTER, cpb.DeregisterRequest(write=write, node=node.name, service_id=sid)
+            )
         for cid, rc in r_checks.items():
             if cid in local_checks or cid in PROTECTED_CHECKS:
                 continue
             if rc.service_id and rc.service_id not in self.local.services:
                 continue  # gone with its service
-            await self._call(_DEREGISTER, cpb.DeregisterRequest(write=write, node=node.name, check_id=cid))
+            await self._call(
+                _DEREGISTER, cpb.DeregisterRequest(write=write, node=node.name, check_id=cid)
+            )
 
         # Services (with their checks) that differ.
         pushed_checks: set[str] = set()
@@ -199,7 +203,9 @@ class AntiEntropy:
             and (c.check_id not in r_checks or _bare(r_checks[c.check_id]) != _bare(c))
         ]
         if node_stale or node_checks:
-            await self._call(_REGISTER, cpb.RegisterRequest(write=write, node=node, checks=node_checks))
+            await self._call(
+                _REGISTER, cpb.RegisterRequest(write=write, node=node, checks=node_checks)
+            )
         self.syncs += 1
         self.last_error = ""
         self.in_sync.set()

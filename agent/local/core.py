@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from generated.consul.agent.v1 import agent_pb2 as apb
-from generated.consul.common.v1 import types_pb2 as pb
-from generated.consul.membership.v1 import membership_pb2 as mpb
-
 from agent.checks.spec import MIN_INTERVAL
 from agent.local.antientropy import SYNC_INTERVAL, AntiEntropy, Invoker
 from agent.local.endpoint import AgentEndpoint
 from agent.local.state import LocalState
+from generated.consul.agent.v1 import agent_pb2 as apb
+from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.membership.v1 import membership_pb2 as mpb
 
 __all__ = ["LocalAgent"]
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from generated.consul.agent.v1 import agent_pb2 as apb
-from generated.consul.membership.v1 import membership_pb2 as mpb
-
 from agent.errors import InvalidArgument
 from agent.filter import apply_filter
 from agent.local.convert import STATUS_OF
 from agent.local.state import LocalState
 from agent.shapes import check_json, service_json
+from generated.consul.agent.v1 import agent_pb2 as apb
+from generated.consul.membership.v1 import membership_pb2 as mpb
 
 __all__ = ["AgentEndpoint"]
 

@@ -24,14 +24,13 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from generated.consul.agent.v1 import agent_pb2 as apb
-from generated.consul.common.v1 import types_pb2 as pb
-
 from agent.checks import CheckManager, CheckSpec
 from agent.checks.spec import MIN_INTERVAL
 from agent.convert import check_name
 from agent.errors import InvalidArgument, NotFound
 from agent.local.convert import STATUS_PB, check_type, definition_from_spec, spec_from_definition
+from generated.consul.agent.v1 import agent_pb2 as apb
+from generated.consul.common.v1 import types_pb2 as pb
 
 __all__ = ["NODE_MAINT", "LocalState", "service_maint_id"]
 
@@ -186,8 +185,10 @@ class LocalState:
 
     def remove_service(self, service_id: str) -> None:
         if service_id not in self.services:
-            raise NotFound(f'Unknown service ID "{service_id}". Ensure that the service ID is'
-                           " passed, not the service name.")
+            raise NotFound(
+                f'Unknown service ID "{service_id}". Ensure that the service ID is'
+                " passed, not the service name."
+            )
         del self.services[service_id]
         for cid, d in list(self.definitions.items()):
             if d.service_id == service_id:
@@ -260,9 +261,13 @@ class LocalState:
             check_id=check_id,
             name=name,
             status=pb.HEALTH_STATUS_CRITICAL,
-            notes=reason or "Maintenance mode is enabled for this "
-            + ("service, but no reason was provided. This is a default message." if service_id
-               else "node, but no reason was provided. This is a default message."),
+            notes=reason
+            or "Maintenance mode is enabled for this "
+            + (
+                "service, but no reason was provided. This is a default message."
+                if service_id
+                else "node, but no reason was provided. This is a default message."
+            ),
             service_id=service_id,
             type="maintenance",
         )

@@ -17,11 +17,10 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from generated.consul.membership.v1 import membership_pb2 as mpb
-
 from agent.state import keys
 from agent.state.members import load_member
 from agent.store import CompactedError, Event, Store
+from generated.consul.membership.v1 import membership_pb2 as mpb
 
 __all__ = ["MemberHub", "Subscription"]
 
@@ -44,7 +43,7 @@ class Subscription:
     queue: asyncio.Queue[mpb.WatchMembersResponse | None]
 
 
-def classify(prev: mpb.Member | None, new: mpb.Member) -> int:
+def classify(prev: mpb.Member | None, new: mpb.Member) -> mpb.MemberEventType.ValueType:
     """The event a put of ``new`` over ``prev`` means."""
     if new.status == mpb.MEMBER_STATUS_LEFT:
         return LEAVE
@@ -127,7 +126,9 @@ class MemberHub:
         if event.kind == "delete" or event.entry is None:
             prev = self.members.pop(name, None)
             if prev is not None:
-                self._publish(mpb.WatchMembersResponse(type=REAP, members=[prev], index=event.index))
+                self._publish(
+                    mpb.WatchMembersResponse(type=REAP, members=[prev], index=event.index)
+                )
             return
         member = load_member(event.entry)
         prev = self.members.get(name)

@@ -19,14 +19,6 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from generated.consul.agent.v1 import agent_pb2 as apb
-from generated.consul.catalog.v1 import catalog_pb2
-from generated.consul.common.v1 import types_pb2 as pb
-from generated.consul.health.v1 import health_pb2 as consul_health_pb2
-from generated.consul.kv.v1 import kv_pb2
-from generated.consul.membership.v1 import membership_pb2 as mpb
-from generated.consul.status.v1 import status_pb2
-
 from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
 from agent.local.core import LocalAgent
@@ -47,6 +39,13 @@ from agent.state.kv import KVState
 from agent.state.members import Members
 from agent.store import Store
 from agent.store.factory import open_store
+from generated.consul.agent.v1 import agent_pb2 as apb
+from generated.consul.catalog.v1 import catalog_pb2
+from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.health.v1 import health_pb2 as consul_health_pb2
+from generated.consul.kv.v1 import kv_pb2
+from generated.consul.membership.v1 import membership_pb2 as mpb
+from generated.consul.status.v1 import status_pb2
 
 __all__ = ["ServerAgent", "bind_grpc"]
 
@@ -86,7 +85,11 @@ def add_health_and_reflection(server: grpc.aio.Server, names: list[str]) -> heal
     for name in ["", *names]:
         servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         server,
     )
     return servicer

@@ -12,14 +12,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from generated.consul.catalog.v1 import catalog_pb2 as cpb
-from generated.consul.common.v1 import query_pb2 as qpb
-from generated.consul.common.v1 import types_pb2 as pb
-from generated.consul.health.v1 import health_pb2 as hpb
-from generated.consul.kv.v1 import kv_pb2 as kpb
-from generated.consul.membership.v1 import membership_pb2 as mpb
-from generated.consul.status.v1 import status_pb2 as spb
-
 from agent.convert import check_name, query_meta, query_opts, seconds_duration
 from agent.errors import InvalidArgument
 from agent.filter import apply_filter
@@ -34,6 +26,13 @@ from agent.shapes import (
 from agent.state.catalog import Catalog
 from agent.state.kv import KVState
 from agent.state.members import Members
+from generated.consul.catalog.v1 import catalog_pb2 as cpb
+from generated.consul.common.v1 import query_pb2 as qpb
+from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.health.v1 import health_pb2 as hpb
+from generated.consul.kv.v1 import kv_pb2 as kpb
+from generated.consul.membership.v1 import membership_pb2 as mpb
+from generated.consul.status.v1 import status_pb2 as spb
 
 __all__ = [
     "CatalogEndpoint",
@@ -211,7 +210,7 @@ class KVEndpoint:
         return resp
 
     async def List(self, req: kpb.ListRequest) -> kpb.ListResponse:
-        read = await self.ctx.kv.list(query_opts(req.options), req.prefix)
+        read = await self.ctx.kv.list_prefix(query_opts(req.options), req.prefix)
         return kpb.ListResponse(meta=self.ctx.meta(read.index), pairs=read.value)
 
     async def Keys(self, req: kpb.KeysRequest) -> kpb.KeysResponse:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from generated.consul.common.v1 import types_pb2 as pb
-from generated.consul.membership.v1 import membership_pb2 as mpb
-
 from agent.errors import ConsulError
 from agent.state.blocking import QueryOpts
 from agent.state.catalog import Catalog
 from agent.state.members import Members
+from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.membership.v1 import membership_pb2 as mpb
 
 __all__ = ["SERF_CHECK", "reconcile_forever", "reconcile_once"]
 

@@ -16,21 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-
-from generated.consul.common.v1 import types_pb2 as pb
+from typing import TypeVar
 
 from agent.errors import ConsulError, InvalidArgument
 from agent.state import keys
 from agent.state.blocking import QueryOpts, Read, blocking_query
 from agent.store import Compare, Delete, Entry, Op, Put, Store
+from generated.consul.common.v1 import types_pb2 as pb
 
 __all__ = [
-    "PASSING",
     "CRITICAL",
-    "WARNING",
     "MAINTENANCE",
+    "PASSING",
+    "WARNING",
     "Catalog",
-    "aggregate_status",
 ]
 
 PASSING = pb.HEALTH_STATUS_PASSING
@@ -39,17 +38,9 @@ CRITICAL = pb.HEALTH_STATUS_CRITICAL
 MAINTENANCE = pb.HEALTH_STATUS_MAINTENANCE
 
 NODESVC = "nodesvc/"
+_M = TypeVar("_M", pb.Node, pb.Service, pb.HealthCheck)
 _MAX_TRIES = 20
-_SEVERITY = {PASSING: 0, WARNING: 1, CRITICAL: 2, MAINTENANCE: 3}
-
-
-def aggregate_status(statuses: Iterable[int]) -> int:
-    """maintenance > critical > warning > passing; no checks is passing."""
-    worst = PASSING
-    for status in statuses:
-        if _SEVERITY.get(status, 2) > _SEVERITY[worst]:
-            worst = status if status in _SEVERITY else CRITICAL
-    return worst
+_SEVERITY: dict[int, int] = {PASSING: 0, WARNING: 1, CRITICAL: 2, MAINTENANCE: 3}
 
 
 def _svc_by_name(name: str, node: str, service_id: str) -> str:
@@ -81,7 +72,7 @@ def _load_check(entry: Entry) -> pb.HealthCheck:
     return check
 
 
-def _bare(msg: pb.Node | pb.Service | pb.HealthCheck) -> bytes:
+def _bare(msg: _M) -> bytes:
     """Serialized without indexes: what is stored, and what equality means."""
     copy = type(msg)()
     copy.CopyFrom(msg)
@@ -295,7 +286,10 @@ class Catalog:
             elif view.node is not None or services or checks:
                 ops.append(Delete(keys.node_key(node)))
                 for sid, svc in services.items():
-                    ops += [Delete(_svc_by_node(node, sid)), Delete(_svc_by_name(svc.name, node, sid))]
+                    ops += [
+                        Delete(_svc_by_node(node, sid)),
+                        Delete(_svc_by_name(svc.name, node, sid)),
+                    ]
                     bumps.add(keys.idx_service(svc.name))
                 ops.append(Delete(keys.node_checks(node), prefix=True))
                 bumps |= {keys.IDX_NODES, keys.IDX_SERVICES, keys.IDX_CHECKS}
@@ -352,7 +346,9 @@ class Catalog:
 
         return await blocking_query(self.reader, opts, [keys.IDX_SERVICES], read)
 
-    async def get_node(self, opts: QueryOpts, node: str) -> Read[tuple[pb.Node | None, list[pb.Service]]]:
+    async def get_node(
+        self, opts: QueryOpts, node: str
+    ) -> Read[tuple[pb.Node | None, list[pb.Service]]]:
         async def read() -> Read[tuple[pb.Node | None, list[pb.Service]]]:
             index, store_index = await self._index_of(keys.idx_node(node))
             entry, _ = await self.reader.get(keys.node_key(node))

@@ -12,14 +12,13 @@ and its lock index; a key held by another session is not acquired.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Awaitable
-
-from generated.consul.kv.v1 import kv_pb2
+from collections.abc import Awaitable, Callable
 
 from agent.errors import CASConflict, ConsulError, InvalidArgument
 from agent.state import keys
 from agent.state.blocking import QueryOpts, Read, blocking_query
 from agent.store import Compare, Delete, Entry, Op, Put, Store
+from generated.consul.kv.v1 import kv_pb2
 
 __all__ = ["MAX_KEY_LENGTH", "MAX_VALUE_SIZE", "KVState"]
 
@@ -74,11 +73,9 @@ class KVState:
             tomb, _ = await self.reader.get(keys.kv_tomb(key))
             return Read(None, (tomb.modify_index if tomb else store_index) or 1, store_index)
 
-        return await blocking_query(
-            self.reader, opts, [keys.kv_key(key), keys.kv_tomb(key)], read
-        )
+        return await blocking_query(self.reader, opts, [keys.kv_key(key), keys.kv_tomb(key)], read)
 
-    async def list(self, opts: QueryOpts, prefix: str) -> Read[list[kv_pb2.KVPair]]:
+    async def list_prefix(self, opts: QueryOpts, prefix: str) -> Read[list[kv_pb2.KVPair]]:
         validate_key(prefix, allow_empty=True)
 
         async def read() -> Read[list[kv_pb2.KVPair]]:
@@ -124,9 +121,7 @@ class KVState:
         """Write ``key``; (applied, index). A lost CAS raises CASConflict."""
         validate_key(key)
         if len(value) > MAX_VALUE_SIZE:
-            raise InvalidArgument(
-                f"Value exceeds {MAX_VALUE_SIZE} byte limit ({len(value)} bytes)"
-            )
+            raise InvalidArgument(f"Value exceeds {MAX_VALUE_SIZE} byte limit ({len(value)} bytes)")
         if acquire and release:
             raise InvalidArgument("Conflicting flags: acquire and release")
         if acquire and self.session_live is not None and not await self.session_live(acquire):
@@ -194,4 +189,6 @@ class KVState:
         for entry in entries:
             pair = kv_pb2.KVPair.FromString(entry.value)
             if pair.session == session:
-                await self.put(keys.kv_name(entry.key), pair.value, flags=pair.flags, release=session)
+                await self.put(
+                    keys.kv_name(entry.key), pair.value, flags=pair.flags, release=session
+                )

@@ -17,11 +17,10 @@ import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from generated.consul.membership.v1 import membership_pb2 as mpb
-
 from agent.errors import InvalidArgument, NotFound
 from agent.state import keys
 from agent.store import Compare, Delete, Entry, Put, Store
+from generated.consul.membership.v1 import membership_pb2 as mpb
 
 __all__ = ["Members", "load_member", "now_ts"]
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 __all__ = [
-    "Compare",
     "CompactedError",
+    "Compare",
     "Delete",
     "Entry",
     "Event",
@@ -135,7 +135,7 @@ class Store(Protocol):
         current index. An empty ``ops`` with passing compares writes nothing.
         """
 
-    async def wait(self, prefixes: Sequence[str], after_index: int, timeout: float) -> bool:
+    async def wait(self, prefixes: Sequence[str], after_index: int, timeout: float) -> bool:  # noqa: ASYNC109
         """True once a key under one of ``prefixes`` changes after ``after_index``."""
 
     def watch(self, prefix: str, start_index: int) -> AsyncIterator[Event]:

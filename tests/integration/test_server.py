@@ -29,7 +29,14 @@ from tests.support.procs import ROOT, Cluster, wait_until
 T = 10  # per-call deadline in these tests
 
 
-def stubs(address: str) -> tuple[grpc.Channel, catalog_pb2_grpc.CatalogServiceStub, kv_pb2_grpc.KVServiceStub, health_pb2_grpc.HealthServiceStub]:
+def stubs(
+    address: str,
+) -> tuple[
+    grpc.Channel,
+    catalog_pb2_grpc.CatalogServiceStub,
+    kv_pb2_grpc.KVServiceStub,
+    health_pb2_grpc.HealthServiceStub,
+]:
     ch = grpc.insecure_channel(address)
     return (
         ch,
@@ -39,13 +46,22 @@ def stubs(address: str) -> tuple[grpc.Channel, catalog_pb2_grpc.CatalogServiceSt
     )
 
 
-def register(catalog: catalog_pb2_grpc.CatalogServiceStub, node: str, svc: str, sid: str = "", dc: str = "") -> None:
+def register(
+    catalog: catalog_pb2_grpc.CatalogServiceStub, node: str, svc: str, sid: str = "", dc: str = ""
+) -> None:
     catalog.Register(
         cpb.RegisterRequest(
             write=qpb.WriteOptions(datacenter=dc),
             node=pb.Node(name=node, address="10.0.0.1"),
             service=pb.Service(id=sid or svc, name=svc, port=80, tags=["v1"]),
-            checks=[pb.HealthCheck(check_id=f"c-{sid or svc}", name="c", status=pb.HEALTH_STATUS_PASSING, service_id=sid or svc)],
+            checks=[
+                pb.HealthCheck(
+                    check_id=f"c-{sid or svc}",
+                    name="c",
+                    status=pb.HEALTH_STATUS_PASSING,
+                    service_id=sid or svc,
+                )
+            ],
         ),
         timeout=T,
     )
@@ -75,10 +91,14 @@ def test_dev_agent_catalog_health_kv(cluster: Cluster) -> None:
     ch, catalog, kv, health = stubs(dev.grpc_addr)
     with ch:
         register(catalog, "web-1", "web")
-        resp = catalog.ListServiceInstances(cpb.ListServiceInstancesRequest(service="web"), timeout=T)
+        resp = catalog.ListServiceInstances(
+            cpb.ListServiceInstancesRequest(service="web"), timeout=T
+        )
         assert [i.node.name for i in resp.instances] == ["web-1"]
         assert resp.meta.index > 0
-        entries = health.ServiceHealth(hpb.ServiceHealthRequest(service="web", passing_only=True), timeout=T)
+        entries = health.ServiceHealth(
+            hpb.ServiceHealthRequest(service="web", passing_only=True), timeout=T
+        )
         assert [e.service.id for e in entries.entries] == ["web"]
         # The dev server is itself a node with serfHealth and the consul service.
         node = wait_until(
@@ -90,7 +110,9 @@ def test_dev_agent_catalog_health_kv(cluster: Cluster) -> None:
         got = kv.Get(kpb.GetRequest(key="a/b"), timeout=T)
         assert got.pair.value == b"1" and got.pair.modify_index == put.meta.index
         with pytest.raises(grpc.RpcError) as err:
-            kv.Put(kpb.PutRequest(key="a/b", value=b"2", cas=got.pair.modify_index + 100), timeout=T)
+            kv.Put(
+                kpb.PutRequest(key="a/b", value=b"2", cas=got.pair.modify_index + 100), timeout=T
+            )
         assert err.value.code() == grpc.StatusCode.ABORTED
         kv.Put(kpb.PutRequest(key="a/b", value=b"2", cas=got.pair.modify_index), timeout=T)
         missing = kv.Get(kpb.GetRequest(key="nope"), timeout=T)
@@ -111,7 +133,9 @@ def test_blocking_query_wakes_only_for_its_service(cluster: Cluster) -> None:
             resp = health.ServiceHealth(
                 hpb.ServiceHealthRequest(
                     service="svc-a",
-                    options=qpb.QueryOptions(min_index=first.meta.index, max_wait=Duration(seconds=2)),
+                    options=qpb.QueryOptions(
+                        min_index=first.meta.index, max_wait=Duration(seconds=2)
+                    ),
                 ),
                 timeout=T,
             )
@@ -141,9 +165,15 @@ def test_bad_input_is_rejected_and_server_keeps_serving(cluster: Cluster) -> Non
     ch, catalog, kv, health = stubs(dev.grpc_addr)
     with ch:
         cases = [
-            lambda: catalog.Register(cpb.RegisterRequest(node=pb.Node(name="", address="x")), timeout=T),
-            lambda: catalog.Register(cpb.RegisterRequest(node=pb.Node(name="n" * 10_000, address="x")), timeout=T),
-            lambda: catalog.ListServiceInstances(cpb.ListServiceInstancesRequest(service=""), timeout=T),
+            lambda: catalog.Register(
+                cpb.RegisterRequest(node=pb.Node(name="", address="x")), timeout=T
+            ),
+            lambda: catalog.Register(
+                cpb.RegisterRequest(node=pb.Node(name="n" * 10_000, address="x")), timeout=T
+            ),
+            lambda: catalog.ListServiceInstances(
+                cpb.ListServiceInstancesRequest(service=""), timeout=T
+            ),
             lambda: kv.Put(kpb.PutRequest(key="big", value=b"x" * (512 * 1024 + 1)), timeout=T),
             lambda: kv.Put(kpb.PutRequest(key="", value=b"x"), timeout=T),
             lambda: health.ChecksInState(hpb.ChecksInStateRequest(state=42), timeout=T),  # type: ignore[arg-type]
@@ -152,7 +182,9 @@ def test_bad_input_is_rejected_and_server_keeps_serving(cluster: Cluster) -> Non
                 timeout=T,
             ),
             lambda: kv.Get(
-                kpb.GetRequest(key="a", options=qpb.QueryOptions(min_index=1, max_wait=Duration(seconds=-5))),
+                kpb.GetRequest(
+                    key="a", options=qpb.QueryOptions(min_index=1, max_wait=Duration(seconds=-5))
+                ),
                 timeout=T,
             ),
         ]
@@ -162,7 +194,9 @@ def test_bad_input_is_rejected_and_server_keeps_serving(cluster: Cluster) -> Non
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
             assert err.value.details()
         with pytest.raises(grpc.RpcError) as err:
-            kv.Get(kpb.GetRequest(key="a", options=qpb.QueryOptions(datacenter="nowhere")), timeout=T)
+            kv.Get(
+                kpb.GetRequest(key="a", options=qpb.QueryOptions(datacenter="nowhere")), timeout=T
+            )
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "No path to datacenter" in (err.value.details() or "")
         # Still serving.
@@ -170,7 +204,9 @@ def test_bad_input_is_rejected_and_server_keeps_serving(cluster: Cluster) -> Non
         assert kv.Get(kpb.GetRequest(key="ok"), timeout=T).pair.value == b"1"
 
 
-def test_two_servers_on_one_etcd_share_data_and_membership(cluster: Cluster, etcd_server, dc: str) -> None:  # type: ignore[no-untyped-def]
+def test_two_servers_on_one_etcd_share_data_and_membership(
+    cluster: Cluster, etcd_server, dc: str
+) -> None:  # type: ignore[no-untyped-def]
     args = ["--store", "etcd", "--etcd-endpoints", etcd_server.endpoint, "--datacenter", dc]
     s1 = cluster.server("s1", *args)
     s2 = cluster.server("s2", *args)
@@ -180,7 +216,12 @@ def test_two_servers_on_one_etcd_share_data_and_membership(cluster: Cluster, etc
         kv1.Put(kpb.PutRequest(key="shared", value=b"hello"), timeout=T)
         assert kv2.Get(kpb.GetRequest(key="shared"), timeout=T).pair.value == b"hello"
         register(catalog1, "app-1", "api")
-        assert [i.node.name for i in catalog2.ListServiceInstances(cpb.ListServiceInstancesRequest(service="api"), timeout=T).instances] == ["app-1"]
+        assert [
+            i.node.name
+            for i in catalog2.ListServiceInstances(
+                cpb.ListServiceInstancesRequest(service="api"), timeout=T
+            ).instances
+        ] == ["app-1"]
         # Both servers in both membership views, one leader known to both.
         members = membership_pb2_grpc.MembershipServiceStub(ch2)
         stream = members.WatchMembers(mpb.WatchMembersRequest(), timeout=T)
@@ -193,17 +234,24 @@ def test_two_servers_on_one_etcd_share_data_and_membership(cluster: Cluster, etc
             for c in (ch1, ch2)
         }
         assert len(leaders) == 1 and leaders.pop() in (s1.rpc_addr, s2.rpc_addr)
+
         # The leader reconciles both servers into the catalog with the consul service.
         def consul_nodes() -> set[str]:
-            resp = health2.ServiceHealth(hpb.ServiceHealthRequest(service="consul", passing_only=True), timeout=T)
+            resp = health2.ServiceHealth(
+                hpb.ServiceHealthRequest(service="consul", passing_only=True), timeout=T
+            )
             return {e.node.name for e in resp.entries}
+
         wait_until(lambda: consul_nodes() == {"s1", "s2"}, what="both servers in consul service")
 
 
 def test_second_server_on_memory_store_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
     proc = subprocess.run(
         [sys.executable, "-m", "agent.cli", "agent", "--server", "--retry-join", "127.0.0.1:1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "memory store" in proc.stderr and "Traceback" not in proc.stderr
@@ -215,7 +263,10 @@ def test_cli_members_catalog_kv(cluster: Cluster) -> None:
     def cli(*args: str) -> str:
         out = subprocess.run(
             [sys.executable, "-m", "agent.cli", *args, "--grpc-addr", dev.grpc_addr],
-            cwd=ROOT, capture_output=True, text=True, timeout=60,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0, out.stderr
         return out.stdout

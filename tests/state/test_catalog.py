@@ -6,12 +6,11 @@ import asyncio
 
 import pytest
 
-from generated.consul.common.v1 import types_pb2 as pb
-
 from agent.errors import InvalidArgument
 from agent.state.blocking import QueryOpts
 from agent.state.catalog import Catalog
 from agent.store import Store
+from generated.consul.common.v1 import types_pb2 as pb
 
 PASS = pb.HEALTH_STATUS_PASSING
 CRIT = pb.HEALTH_STATUS_CRITICAL

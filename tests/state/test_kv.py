@@ -19,7 +19,7 @@ async def test_put_get_list_keys(store: Store) -> None:
     await kv.put("ab", b"3")
     got = await kv.get(QueryOpts(), "a/b")
     assert got.value is not None and got.value.value == b"1" and got.value.flags == 7
-    listed = await kv.list(QueryOpts(), "a/")
+    listed = await kv.list_prefix(QueryOpts(), "a/")
     assert [p.key for p in listed.value] == ["a/b", "a/c/d"]
     keys = await kv.keys(QueryOpts(), "a/", "/")
     assert keys.value == ["a/b", "a/c/"]
@@ -46,14 +46,14 @@ async def test_delete_moves_prefix_index_and_wakes_blocking_list(store: Store) -
     kv = KVState(store)
     await kv.put("p/x", b"1")
     await kv.put("p/y", b"1")
-    before = await kv.list(QueryOpts(), "p/")
-    waiter = asyncio.create_task(kv.list(QueryOpts(min_index=before.index, max_wait=30), "p/"))
+    before = await kv.list_prefix(QueryOpts(), "p/")
+    waiter = asyncio.create_task(kv.list_prefix(QueryOpts(min_index=before.index, max_wait=30), "p/"))
     await asyncio.sleep(0.1)
     await kv.delete("p/y")
     after = await asyncio.wait_for(waiter, 5)
     assert after.index > before.index and [p.key for p in after.value] == ["p/x"]
     await kv.delete("p/", recurse=True)
-    assert (await kv.list(QueryOpts(), "p/")).value == []
+    assert (await kv.list_prefix(QueryOpts(), "p/")).value == []
 
 
 async def test_blocking_get_not_woken_by_neighbour(store: Store) -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from generated.consul.membership.v1 import membership_pb2 as mpb
-
 from agent.membership.hub import MemberHub
 from agent.state.members import Members
 from agent.store import Store
+from generated.consul.membership.v1 import membership_pb2 as mpb
 
 
 def member(name: str, role: int = mpb.MEMBER_ROLE_NODE) -> mpb.Member:

@@ -82,11 +82,18 @@ class AgentProcess:
 
     def start(self, wait: bool = True) -> AgentProcess:
         cmd = [
-            sys.executable, "-m", "agent.cli", "agent",
-            "--node", self.name,
-            "--grpc-addr", self.grpc_addr,
-            "--http-addr", self.http_addr,
-            "--log-level", "DEBUG",
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "agent",
+            "--node",
+            self.name,
+            "--grpc-addr",
+            self.grpc_addr,
+            "--http-addr",
+            self.http_addr,
+            "--log-level",
+            "DEBUG",
         ]
         if self.server:
             cmd += ["--rpc-addr", self.rpc_addr]
