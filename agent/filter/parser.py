@@ -260,6 +260,9 @@ class _Parser:
     def match(self) -> Node:
         self.skip_ws()
         start = self.pos
+        for word in ("and", "or"):
+            if self.at_keyword(word):
+                self.fail(f'expected an expression, found "{word}"')
         char = self.peek()
         selector: Selector | None = None
         if char in ('"', "`"):
