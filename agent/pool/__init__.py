@@ -1,0 +1,19 @@
+"""The connection pool: one shared gRPC channel per server address."""
+
+from __future__ import annotations
+
+from agent.pool.pool import (
+    CHANNEL_OPTIONS,
+    SERVER_KEEPALIVE_OPTIONS,
+    ConnectFailed,
+    ConnPool,
+    PoolStats,
+)
+
+__all__ = [
+    "CHANNEL_OPTIONS",
+    "SERVER_KEEPALIVE_OPTIONS",
+    "ConnPool",
+    "ConnectFailed",
+    "PoolStats",
+]

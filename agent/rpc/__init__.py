@@ -1,0 +1,21 @@
+"""What the client agent knows about the RPCs it forwards."""
+
+from __future__ import annotations
+
+from agent.rpc.methods import (
+    MethodSpec,
+    all_methods,
+    method_spec,
+    methods_of,
+    request_datacenter,
+    request_wait,
+)
+
+__all__ = [
+    "MethodSpec",
+    "all_methods",
+    "method_spec",
+    "methods_of",
+    "request_datacenter",
+    "request_wait",
+]
