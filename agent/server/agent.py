@@ -23,6 +23,7 @@ from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
 from agent.local.core import LocalAgent
 from agent.membership.hub import MemberHub
+from agent.pool import SERVER_KEEPALIVE_OPTIONS
 from agent.server.endpoints import (
     CatalogEndpoint,
     HealthEndpoint,
@@ -65,8 +66,7 @@ GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
+    *SERVER_KEEPALIVE_OPTIONS,
 ]
 
 
