@@ -1,0 +1,219 @@
+"""The client agent: runs beside applications, forwards every request to a server.
+
+``ClientAgent`` wires the connection pool, the router (one Manager for the
+local datacenter, fed by the membership watch), ``Client.rpc`` with its rate
+limit and retries, the local state with its checks and anti-entropy, and the
+listeners: on ``grpc_addr`` the Catalog, Health, KV and Status services (each
+call forwarded through ``Client.rpc``, so applications use the same stubs as
+against a server) plus AgentService, gRPC health and reflection; on
+``http_addr`` Consul's HTTP API. Closing it leaves gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import grpc
+
+from generated.consul.agent.v1 import agent_pb2 as apb
+from generated.consul.catalog.v1 import catalog_pb2
+from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.health.v1 import health_pb2 as consul_health_pb2
+from generated.consul.kv.v1 import kv_pb2
+from generated.consul.membership.v1 import membership_pb2 as mpb
+from generated.consul.status.v1 import status_pb2
+
+from agent.client.client import Client
+from agent.config import VERSION, AgentConfig
+from agent.convert import seconds_duration
+from agent.local.core import LocalAgent
+from agent.membership.client import MembershipClient
+from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
+from agent.router import Router
+from agent.server.agent import add_health_and_reflection, bind_grpc
+from agent.server.handlers import service_handler
+
+__all__ = ["FORWARDED_SERVICES", "ClientAgent"]
+
+logger = logging.getLogger(__name__)
+
+FORWARDED_SERVICES = [
+    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"],
+    consul_health_pb2.DESCRIPTOR.services_by_name["HealthService"],
+    kv_pb2.DESCRIPTOR.services_by_name["KVService"],
+    status_pb2.DESCRIPTOR.services_by_name["StatusService"],
+]
+AGENT_SERVICE = apb.DESCRIPTOR.services_by_name["AgentService"]
+
+
+class _NoEndpoint:
+    """Forwarded services have no local endpoint: every call goes through ``call``."""
+
+
+class ClientAgent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.start_time = time.time()
+        self.grpc_address = ""
+        self.pool = ConnPool()
+        self.router = Router(
+            config.datacenter, self.pool, member_count=lambda: len(self.membership.members)
+        )
+        self.client = Client(
+            self.router,
+            self.pool,
+            rate=config.rpc_rate,
+            burst=config.rpc_max_burst,
+            hold_timeout=config.rpc_hold_timeout,
+        )
+        self.membership = MembershipClient(
+            self.member,
+            self.router,
+            self.pool,
+            list(config.retry_join),
+            heartbeat_interval=max(0.25, config.suspect_timeout / 4),
+            on_servers_changed=self._servers_changed,
+        )
+        self.local = LocalAgent(
+            node_name=config.node_name,
+            datacenter=config.datacenter,
+            invoker=self.client,
+            node=self.node,
+            members=self.members,
+            describe=self.describe,
+            cluster_size=lambda: max(1, len(self.membership.members)),
+            data_dir=config.data_dir,
+            enable_script_checks=config.enable_script_checks,
+        )
+        self.grpc_server: grpc.aio.Server | None = None
+        self._had_servers = False
+
+    # ----- identity ------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        if self.config.advertise_addr:
+            return self.config.advertise_addr
+        return self.grpc_address.rpartition(":")[0] or "127.0.0.1"
+
+    def member(self) -> mpb.Member:
+        return mpb.Member(
+            name=self.config.node_name,
+            address=self.grpc_address,
+            datacenter=self.config.datacenter,
+            role=mpb.MEMBER_ROLE_NODE,
+            tags={
+                "version": VERSION,
+                "node_address": self.host,
+                "node_id": self.config.node_id,
+                "role": "node",
+            },
+            status=mpb.MEMBER_STATUS_ALIVE,
+        )
+
+    def node(self) -> pb.Node:
+        return pb.Node(
+            id=self.config.node_id,
+            name=self.config.node_name,
+            address=self.host,
+            datacenter=self.config.datacenter,
+        )
+
+    async def members(self, wan: bool) -> list[mpb.Member]:
+        return list(self.membership.members.values())
+
+    def describe(self) -> apb.SelfResponse:
+        cfg = self.config
+        resp = apb.SelfResponse(
+            node_name=cfg.node_name,
+            datacenter=cfg.datacenter,
+            server=False,
+            version=VERSION,
+            member=self.member(),
+            heartbeat_interval=seconds_duration(self.membership.heartbeat_interval),
+        )
+        resp.start_time.FromNanoseconds(int(self.start_time * 1e9))
+        now_mono, now_wall = time.monotonic(), time.time()
+        for state in self.router.state().values():
+            rs = resp.routers.add(
+                datacenter=state.datacenter,
+                offline=state.offline,
+                servers=[
+                    apb.RouterServer(name=s.name, address=s.address, datacenter=s.datacenter)
+                    for s in state.servers
+                ],
+            )
+            rs.next_rebalance.FromNanoseconds(
+                int((now_wall + state.next_rebalance - now_mono) * 1e9)
+            )
+        stats = self.client.stats
+        resp.stats.update(
+            {
+                "consul.server": "false",
+                "consul.known_servers": str(self.router.local.num_servers),
+                "client.rpc": str(stats.rpc),
+                "client.rpc_failed": str(stats.failed),
+                "client.rpc_rate_limited": str(stats.rate_limited),
+                "client.rpc_retries": str(stats.retries),
+                "serf_lan.members": str(len(self.membership.members)),
+                "serf_lan.events": str(self.membership.events),
+                "agent.services": str(len(self.local.state.services)),
+                "agent.checks": str(len(self.local.state.definitions)),
+            }
+        )
+        return resp
+
+    def _servers_changed(self) -> None:
+        has = self.router.local.num_servers > 0
+        if has and not self._had_servers:
+            logger.info("servers available: full anti-entropy sync")
+            self.local.ae.trigger()
+        self._had_servers = has
+
+    # ----- lifecycle -----------------------------------------------------
+
+    async def __aenter__(self) -> ClientAgent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        self.pool.start()
+        self.router.start()
+        self.grpc_server = grpc.aio.server(options=list(SERVER_KEEPALIVE_OPTIONS))
+        self.grpc_address = bind_grpc(self.grpc_server, self.config.grpc_addr)
+        for service in FORWARDED_SERVICES:
+            self.grpc_server.add_generic_rpc_handlers(
+                [service_handler(service, _NoEndpoint(), self.client.rpc)]
+            )
+        self.grpc_server.add_generic_rpc_handlers(
+            [service_handler(AGENT_SERVICE, self.local.endpoint)]
+        )
+        add_health_and_reflection(
+            self.grpc_server, [s.full_name for s in [*FORWARDED_SERVICES, AGENT_SERVICE]]
+        )
+        await self.membership.start()
+        await self.local.start()
+        await self.grpc_server.start()
+        logger.info(
+            "client agent started node=%s datacenter=%s grpc=%s retry_join=%s",
+            self.config.node_name,
+            self.config.datacenter,
+            self.grpc_address,
+            ",".join(self.config.retry_join),
+        )
+
+    async def aclose(self) -> None:
+        await self.local.aclose()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.membership.aclose(leave=True), 5.0)
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=2.0)
+        await self.router.aclose()
+        await self.pool.aclose()
+        logger.info("client agent stopped node=%s", self.config.node_name)
