@@ -19,11 +19,11 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import EchoServer, run_load  # noqa: E402
-from generated.consul.catalog.v1 import catalog_pb2 as cpb  # noqa: E402
-from generated.consul.catalog.v1 import catalog_pb2_grpc  # noqa: E402
-from generated.consul.common.v1 import types_pb2 as pb  # noqa: E402
-from tests.support.procs import Cluster  # noqa: E402
+from bench.common import EchoServer, run_load
+from generated.consul.catalog.v1 import catalog_pb2 as cpb
+from generated.consul.catalog.v1 import catalog_pb2_grpc
+from generated.consul.common.v1 import types_pb2 as pb
+from tests.support.procs import Cluster
 
 
 async def main(seconds: float, concurrency: int) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -13,7 +12,9 @@ from pathlib import Path
 
 import grpc
 
-__all__ = ["EchoServer", "LoadResult", "run_load"]
+__all__ = ["ROOT", "EchoServer", "LoadResult", "run_load"]
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -75,19 +76,21 @@ class EchoServer:
     """``bench.echo_server`` in its own process, so it does not share the load's CPU."""
 
     def __init__(self) -> None:
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: asyncio.subprocess.Process | None = None
         self.address = ""
 
     async def __aenter__(self) -> EchoServer:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.echo_server"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=Path(__file__).resolve().parents[1],
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.echo_server",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
         )
         assert self.proc.stdout is not None
-        self.address = (await asyncio.to_thread(self.proc.stdout.readline)).strip()
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        self.address = line.decode().strip()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -95,9 +98,10 @@ class EchoServer:
             assert self.proc.stdin is not None
             self.proc.stdin.close()
             try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
                 self.proc.kill()
+                await self.proc.wait()
 
     def caller(self, channel: grpc.aio.Channel, payload: bytes) -> Callable[[], Awaitable[object]]:
         method = channel.unary_unary("/bench.Echo/Echo")

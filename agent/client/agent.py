@@ -18,14 +18,6 @@ import time
 
 import grpc
 
-from generated.consul.agent.v1 import agent_pb2 as apb
-from generated.consul.catalog.v1 import catalog_pb2
-from generated.consul.common.v1 import types_pb2 as pb
-from generated.consul.health.v1 import health_pb2 as consul_health_pb2
-from generated.consul.kv.v1 import kv_pb2
-from generated.consul.membership.v1 import membership_pb2 as mpb
-from generated.consul.status.v1 import status_pb2
-
 from agent.client.client import Client
 from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
@@ -35,6 +27,13 @@ from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
 from agent.router import Router
 from agent.server.agent import add_health_and_reflection, bind_grpc
 from agent.server.handlers import service_handler
+from generated.consul.agent.v1 import agent_pb2 as apb
+from generated.consul.catalog.v1 import catalog_pb2
+from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.health.v1 import health_pb2 as consul_health_pb2
+from generated.consul.kv.v1 import kv_pb2
+from generated.consul.membership.v1 import membership_pb2 as mpb
+from generated.consul.status.v1 import status_pb2
 
 __all__ = ["FORWARDED_SERVICES", "ClientAgent"]
 

@@ -17,7 +17,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
@@ -29,6 +29,8 @@ from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.health.v1 import health_pb2 as hpb
 
 __all__ = ["AntiEntropy", "Invoker", "scale_interval"]
+
+_M = TypeVar("_M", pb.Service, pb.HealthCheck)
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ def scale_interval(interval: float, cluster_size: int) -> float:
     return interval * multiplier
 
 
-def _bare(msg: pb.Service | pb.HealthCheck) -> Message:
+def _bare(msg: _M) -> _M:
     copy = type(msg)()
     copy.CopyFrom(msg)
     copy.ClearField("create_index")

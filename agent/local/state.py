@@ -288,7 +288,7 @@ class LocalState:
                     node=self.node_name,
                     check_id=cid,
                     name=d.name,
-                    status=STATUS_PB.get(state.status if state else "critical", 3),
+                    status=STATUS_PB[state.status if state else "critical"],
                     notes=d.notes,
                     output=state.output if state else "",
                     service_id=d.service_id,

@@ -22,12 +22,11 @@ from collections.abc import Callable
 import grpc
 from google.protobuf.message import Message
 
-from generated.consul.membership.v1 import membership_pb2 as mpb
-
 from agent.convert import duration_seconds
 from agent.pool import ConnPool
 from agent.router import Router, Server
 from agent.rpc.methods import method_spec
+from generated.consul.membership.v1 import membership_pb2 as mpb
 
 __all__ = ["MembershipClient"]
 

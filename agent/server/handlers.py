@@ -115,7 +115,7 @@ def service_handler(
         result: Message = await getattr(endpoint, spec.path.rsplit("/", 1)[1])(request)
         return result
 
-    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for spec in methods_of(service):
         name = spec.path.rsplit("/", 1)[1]
         if spec.server_streaming:

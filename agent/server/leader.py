@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from agent.errors import StoreError
 from agent.state import keys
@@ -35,7 +36,7 @@ class LeaderElection:
         address: str,
         *,
         ttl: int = 5,
-        on_elected: Callable[[], Awaitable[None]] | None = None,
+        on_elected: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.store = store
         self.name = name
@@ -117,7 +118,9 @@ class LeaderElection:
         self.is_leader = True
         await self._refresh()
         logger.info("leadership acquired name=%s", self.name)
-        work = asyncio.create_task(self.on_elected()) if self.on_elected else None
+        work: asyncio.Task[None] | None = (
+            asyncio.create_task(self.on_elected()) if self.on_elected else None
+        )
         try:
             while await self.store.keepalive(self._lease):
                 await asyncio.sleep(self.ttl / 3)

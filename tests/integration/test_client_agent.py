@@ -60,7 +60,10 @@ def client_args(servers: list[AgentProcess], dc: str, *extra: str) -> list[str]:
 
 
 def test_forwarding_failover_join_and_reap(
-    cluster: Cluster, three_servers: list[AgentProcess], dc: str, etcd_server  # type: ignore[no-untyped-def]
+    cluster: Cluster,
+    three_servers: list[AgentProcess],
+    dc: str,
+    etcd_server,  # type: ignore[no-untyped-def]
 ) -> None:
     c1 = cluster.client("c1", *client_args(three_servers[:1], dc))
     c2 = cluster.client("c2", *client_args(three_servers[1:2], dc))
@@ -75,7 +78,8 @@ def test_forwarding_failover_join_and_reap(
         kv.Put(kpb.PutRequest(key="app/config", value=b"v1"), timeout=T)
         catalog.Register(
             cpb.RegisterRequest(
-                node=pb.Node(name="ext", address="10.1.1.1"), service=pb.Service(name="db", port=5432)
+                node=pb.Node(name="ext", address="10.1.1.1"),
+                service=pb.Service(name="db", port=5432),
             ),
             timeout=T,
         )
@@ -122,7 +126,9 @@ def test_forwarding_failover_join_and_reap(
     # A client killed with kill -9 is FAILED to the servers, then reaped.
     assert member_status(alive, "c2") == mpb.MEMBER_STATUS_ALIVE
     c2.kill()
-    wait_until(lambda: member_status(s4, "c2") == mpb.MEMBER_STATUS_FAILED, timeout=30, what="c2 FAILED")
+    wait_until(
+        lambda: member_status(s4, "c2") == mpb.MEMBER_STATUS_FAILED, timeout=30, what="c2 FAILED"
+    )
     with grpc.insecure_channel(s4.grpc_addr) as ch:
         catalog = catalog_pb2_grpc.CatalogServiceStub(ch)
 
@@ -130,8 +136,13 @@ def test_forwarding_failover_join_and_reap(
             from generated.consul.health.v1 import health_pb2 as hpb
             from generated.consul.health.v1 import health_pb2_grpc
 
-            checks = health_pb2_grpc.HealthServiceStub(ch).NodeChecks(hpb.NodeChecksRequest(node="c2"), timeout=T)
-            return any(c.check_id == "serfHealth" and c.status == pb.HEALTH_STATUS_CRITICAL for c in checks.checks)
+            checks = health_pb2_grpc.HealthServiceStub(ch).NodeChecks(
+                hpb.NodeChecksRequest(node="c2"), timeout=T
+            )
+            return any(
+                c.check_id == "serfHealth" and c.status == pb.HEALTH_STATUS_CRITICAL
+                for c in checks.checks
+            )
 
         wait_until(serf_critical, timeout=20, what="c2 serfHealth critical")
         wait_until(lambda: member_status(s4, "c2") is None, timeout=30, what="c2 reaped")
@@ -142,13 +153,18 @@ def test_forwarding_failover_join_and_reap(
         )
 
 
-def test_graceful_leave_deregisters_at_once(cluster: Cluster, three_servers: list[AgentProcess], dc: str) -> None:
+def test_graceful_leave_deregisters_at_once(
+    cluster: Cluster, three_servers: list[AgentProcess], dc: str
+) -> None:
     c1 = cluster.client("c1", *client_args(three_servers, dc, "--reconnect-timeout", "72h"))
     s1 = three_servers[0]
     wait_until(lambda: member_status(s1, "c1") == mpb.MEMBER_STATUS_ALIVE, what="c1 alive")
     with grpc.insecure_channel(s1.grpc_addr) as ch:
         catalog = catalog_pb2_grpc.CatalogServiceStub(ch)
-        wait_until(lambda: catalog.GetNode(cpb.GetNodeRequest(node="c1"), timeout=T).HasField("node"), what="c1 node")
+        wait_until(
+            lambda: catalog.GetNode(cpb.GetNodeRequest(node="c1"), timeout=T).HasField("node"),
+            what="c1 node",
+        )
         assert c1.stop() == 0
         wait_until(lambda: member_status(s1, "c1") == mpb.MEMBER_STATUS_LEFT, what="c1 LEFT")
         wait_until(
@@ -159,7 +175,9 @@ def test_graceful_leave_deregisters_at_once(cluster: Cluster, three_servers: lis
 
 def test_rate_limit(cluster: Cluster) -> None:
     dev = cluster.server("dev", "--dev")
-    c = cluster.client("c1", "--retry-join", dev.rpc_addr, "--rpc-rate", "5", "--rpc-max-burst", "5")
+    c = cluster.client(
+        "c1", "--retry-join", dev.rpc_addr, "--rpc-rate", "5", "--rpc-max-burst", "5"
+    )
     wait_until(lambda: router_servers(c) == ["dev"], what="client knows dev")
     time.sleep(1.5)  # let the bucket refill after the client's own start-up calls
     with grpc.insecure_channel(c.grpc_addr) as ch:
@@ -206,4 +224,8 @@ def test_all_servers_down_then_recovery(cluster: Cluster) -> None:
         assert elapsed < 6, elapsed  # within the hold timeout (plus one call deadline)
         # The server comes back on the same address: the agent recovers by itself.
         dev.start()
-        wait_until(lambda: kv.Get(kpb.GetRequest(key="x"), timeout=T) is not None, timeout=30, what="recovery")
+        wait_until(
+            lambda: kv.Get(kpb.GetRequest(key="x"), timeout=T) is not None,
+            timeout=30,
+            what="recovery",
+        )

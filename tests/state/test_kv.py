@@ -47,7 +47,9 @@ async def test_delete_moves_prefix_index_and_wakes_blocking_list(store: Store) -
     await kv.put("p/x", b"1")
     await kv.put("p/y", b"1")
     before = await kv.list_prefix(QueryOpts(), "p/")
-    waiter = asyncio.create_task(kv.list_prefix(QueryOpts(min_index=before.index, max_wait=30), "p/"))
+    waiter = asyncio.create_task(
+        kv.list_prefix(QueryOpts(min_index=before.index, max_wait=30), "p/")
+    )
     await asyncio.sleep(0.1)
     await kv.delete("p/y")
     after = await asyncio.wait_for(waiter, 5)
