@@ -133,6 +133,7 @@ class Manager:
         """True at start and after a rebalance found no healthy server."""
         return self._offline
 
+    @property
     def num_servers(self) -> int:
         return len(self._servers)
 

@@ -9,6 +9,7 @@ from agent.rpc.methods import (
     methods_of,
     request_datacenter,
     request_wait,
+    with_datacenter,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "methods_of",
     "request_datacenter",
     "request_wait",
+    "with_datacenter",
 ]

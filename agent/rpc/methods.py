@@ -27,6 +27,7 @@ __all__ = [
     "methods_of",
     "request_datacenter",
     "request_wait",
+    "with_datacenter",
 ]
 
 _FORWARDED_MODULES: tuple[ModuleType, ...] = (
@@ -117,6 +118,29 @@ def request_datacenter(msg: Message) -> str:
         plain: str = getattr(msg, "datacenter")  # noqa: B009 - not every message has it
         return plain
     return ""
+
+
+def with_datacenter(msg: Message, datacenter: str) -> Message:
+    """``msg`` naming ``datacenter`` if it names none; a copy when it changes.
+
+    The datacenter goes into the QueryOptions (``options``) or WriteOptions
+    (``write``) of the request, or a plain ``datacenter`` field. A request that
+    already names one, or has no such field, is returned as is.
+    """
+    if not datacenter or request_datacenter(msg):
+        return msg
+    for name in ("options", "write"):
+        if _has_field(msg, name):
+            copy = type(msg)()
+            copy.CopyFrom(msg)
+            getattr(copy, name).datacenter = datacenter
+            return copy
+    if _has_field(msg, "datacenter"):
+        copy = type(msg)()
+        copy.CopyFrom(msg)
+        setattr(copy, "datacenter", datacenter)  # noqa: B010 - not every message has it
+        return copy
+    return msg
 
 
 def request_wait(msg: Message) -> float:
