@@ -262,8 +262,8 @@ class ConnPool:
         stale = [c for c in self._retired if now - c.retired_at >= RETIRE_GRACE]
         for conn in stale:
             self._retired.discard(conn)
-        await asyncio.gather(*(c.channel.close() for c in idle + stale), return_exceptions=True)
         self.stats.reaped += len(idle)
+        await asyncio.gather(*(c.channel.close() for c in idle + stale), return_exceptions=True)
         return len(idle)
 
     async def _reap_loop(self) -> None:
