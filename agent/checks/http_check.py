@@ -17,7 +17,7 @@ import aiohttp
 from multidict import CIMultiDict
 
 from agent.checks.output import OUTPUT_MAX_SIZE
-from agent.checks.runner import IntervalRunner, UpdateCallback
+from agent.checks.runner import IntervalRunner, UpdateCallback, describe_os_error
 from agent.checks.spec import CheckSpec
 from agent.checks.status import CRITICAL, PASSING, WARNING
 from agent.durations import format_duration
@@ -104,5 +104,5 @@ async def _read_capped(stream: aiohttp.StreamReader, limit: int) -> bytes:
 
 def _describe(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"connect: {exc.os_error.strerror or exc.os_error}"
+        return f"connect: {describe_os_error(exc.os_error)}"
     return str(exc) or type(exc).__name__

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -24,9 +26,18 @@ from agent.checks.spec import CheckSpec
 from agent.checks.status import CRITICAL, StatusHandler
 from agent.durations import format_duration
 
-__all__ = ["CheckRunner", "CheckState", "IntervalRunner", "UpdateCallback"]
+__all__ = ["CheckRunner", "CheckState", "IntervalRunner", "UpdateCallback", "describe_os_error"]
 
 logger = logging.getLogger(__name__)
+
+def describe_os_error(exc: OSError) -> str:
+    """A short reason for a failed connect, such as ``Connection refused``."""
+    if isinstance(exc, socket.gaierror) and exc.strerror:
+        return exc.strerror
+    if exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
+
 
 class UpdateCallback(Protocol):
     """Told of every change of a check: ``status_changed`` is False for output-only ones.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from agent.checks.runner import IntervalRunner
+from agent.checks.runner import IntervalRunner, describe_os_error
 from agent.checks.spec import split_host_port
 from agent.checks.status import CRITICAL, PASSING
 from agent.durations import format_duration
@@ -31,7 +31,7 @@ class TCPRunner(IntervalRunner):
                 f"TCP connect {addr}: timed out after {format_duration(self.spec.timeout)}"
             )
         except OSError as exc:
-            return CRITICAL, f"TCP connect {addr}: {exc.strerror or exc}"
+            return CRITICAL, f"TCP connect {addr}: {describe_os_error(exc)}"
         writer.close()
         with contextlib.suppress(OSError):
             async with asyncio.timeout(self.spec.timeout):
