@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 
 from agent.convert import duration_seconds
 from agent.pool import ConnPool
-from agent.router import Router, Server
+from agent.router import Manager, Router, Server
 from agent.rpc.methods import method_spec
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
@@ -55,7 +55,13 @@ class MembershipClient:
         heartbeat_interval: float = 2.5,
         on_servers_changed: Callable[[], None] | None = None,
         rng: random.Random | None = None,
+        datacenter: str | None = None,
+        wan: bool = False,
+        on_foreign_server: Callable[[mpb.Member], None] | None = None,
     ) -> None:
+        """``wan``: this is a WAN link of a server to ``datacenter``'s servers
+        (their WAN view); servers of further datacenters it reports go to
+        ``on_foreign_server`` instead of being skipped."""
         self.member = member
         self.router = router
         self.pool = pool
@@ -63,6 +69,9 @@ class MembershipClient:
         self.heartbeat_interval = heartbeat_interval
         self.on_servers_changed = on_servers_changed
         self.rng = rng or random.Random()
+        self._datacenter = datacenter or router.local_datacenter
+        self.wan = wan
+        self.on_foreign_server = on_foreign_server
         self.members: dict[str, mpb.Member] = {}
         self.joined = asyncio.Event()
         self.events = 0
@@ -72,7 +81,12 @@ class MembershipClient:
 
     @property
     def datacenter(self) -> str:
-        return self.router.local_datacenter
+        """The datacenter whose servers this client follows."""
+        return self._datacenter
+
+    @property
+    def manager(self) -> Manager:
+        return self.router.manager(self._datacenter)
 
     async def start(self) -> None:
         self._tasks = [
@@ -89,7 +103,9 @@ class MembershipClient:
         if leave and self.joined.is_set():
             name = self.member().name
             try:
-                await self._call(_LEAVE, mpb.LeaveRequest(name=name, datacenter=self.datacenter))
+                await self._call(
+                    _LEAVE, mpb.LeaveRequest(name=name, datacenter=self.datacenter, wan=self.wan)
+                )
                 logger.info("left the cluster gracefully node=%s", name)
             except Exception as exc:
                 logger.warning("graceful leave failed error=%s", exc)
@@ -98,7 +114,7 @@ class MembershipClient:
 
     def _target(self) -> tuple[str, Server | None]:
         """The router's first server, else the next seed address."""
-        server = self.router.find_server()
+        server = self.manager.find_server()
         if server is not None:
             return server.address, server
         if not self.seeds:
@@ -128,7 +144,7 @@ class MembershipClient:
 
     async def _join(self, address: str) -> None:
         resp = await self.pool.call(
-            address, _JOIN, mpb.JoinRequest(member=self.member()), CALL_TIMEOUT
+            address, _JOIN, mpb.JoinRequest(member=self.member(), wan=self.wan), CALL_TIMEOUT
         )
         assert isinstance(resp, mpb.JoinResponse)
         if resp.HasField("heartbeat_interval"):
@@ -143,7 +159,8 @@ class MembershipClient:
             name = self.member().name
             try:
                 resp = await self._call(
-                    _HEARTBEAT, mpb.HeartbeatRequest(name=name, datacenter=self.datacenter)
+                    _HEARTBEAT,
+                    mpb.HeartbeatRequest(name=name, datacenter=self.datacenter, wan=self.wan),
                 )
                 assert isinstance(resp, mpb.HeartbeatResponse)
                 if not resp.known:
@@ -164,7 +181,9 @@ class MembershipClient:
             try:
                 if not self.joined.is_set():
                     await self._join(address)
-                async for msg in self.pool.stream(address, _WATCH, mpb.WatchMembersRequest()):
+                async for msg in self.pool.stream(
+                    address, _WATCH, mpb.WatchMembersRequest(wan=self.wan)
+                ):
                     assert isinstance(msg, mpb.WatchMembersResponse)
                     self._apply(msg)
                     backoff = 0.05
@@ -190,6 +209,9 @@ class MembershipClient:
         if m.role != mpb.MEMBER_ROLE_SERVER:
             return None
         if m.datacenter != self.datacenter:
+            if self.on_foreign_server is not None:
+                self.on_foreign_server(m)
+                return None
             logger.warning(
                 "member of another datacenter skipped name=%s datacenter=%s", m.name, m.datacenter
             )
@@ -202,7 +224,7 @@ class MembershipClient:
 
     def _apply(self, msg: mpb.WatchMembersResponse) -> None:
         self.events += 1
-        manager = self.router.local
+        manager = self.manager
         if msg.type == mpb.MEMBER_EVENT_TYPE_SNAPSHOT:
             self.members = {m.name: m for m in msg.members}
             alive = {}

@@ -175,3 +175,61 @@ class MemberHub:
                 logger.warning("member hub: watch failed pool=%s error=%s", self.pool, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+
+def wan_member(m: mpb.Member) -> mpb.Member:
+    """A LAN server as the WAN pool names it: ``<node>.<datacenter>``."""
+    out = mpb.Member()
+    out.CopyFrom(m)
+    out.name = f"{m.name}.{m.datacenter}"
+    return out
+
+
+def _is_server(m: mpb.Member) -> bool:
+    return m.role == mpb.MEMBER_ROLE_SERVER
+
+
+async def wan_view(lan: MemberHub, wan: MemberHub) -> AsyncIterator[mpb.WatchMembersResponse]:
+    """This datacenter's WAN view: its own servers (from the LAN pool, renamed
+    ``node.dc``) and the remote servers that joined it, as one watch."""
+    lan_sub, wan_sub = lan.subscribe(), wan.subscribe()
+    merged: asyncio.Queue[mpb.WatchMembersResponse | None] = asyncio.Queue()
+
+    async def pump(sub: Subscription, from_lan: bool) -> None:
+        while True:
+            item = await sub.queue.get()
+            if item is None:
+                await merged.put(None)
+                return
+            if from_lan:
+                servers = [wan_member(m) for m in item.members if _is_server(m)]
+                if not servers:
+                    continue
+                del item.members[:]
+                item.members.extend(servers)
+            await merged.put(item)
+
+    tasks = [
+        asyncio.create_task(pump(lan_sub, True)),
+        asyncio.create_task(pump(wan_sub, False)),
+    ]
+    try:
+        members = {m.name: m for m in wan_sub.snapshot.members}
+        members.update(
+            {wm.name: wm for wm in map(wan_member, lan_sub.snapshot.members) if _is_server(wm)}
+        )
+        yield mpb.WatchMembersResponse(
+            type=SNAPSHOT,
+            members=sorted(members.values(), key=lambda m: m.name),
+            index=max(lan_sub.snapshot.index, wan_sub.snapshot.index),
+        )
+        while True:
+            item = await merged.get()
+            if item is None:
+                return
+            yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        lan.unsubscribe(lan_sub)
+        wan.unsubscribe(wan_sub)

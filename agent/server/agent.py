@@ -22,8 +22,10 @@ from grpc_reflection.v1alpha import reflection
 from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
 from agent.local.core import LocalAgent
-from agent.membership.hub import MemberHub
-from agent.pool import SERVER_KEEPALIVE_OPTIONS
+from agent.membership.hub import MemberHub, wan_member
+from agent.router import Router
+from agent.server.wan import WanForwarder, WanLinks
+from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
 from agent.server.endpoints import (
     CatalogEndpoint,
     HealthEndpoint,
@@ -114,6 +116,18 @@ class ServerAgent:
             reconnect_timeout=config.reconnect_timeout,
         )
         self.hub = MemberHub(self.store, "lan")
+        self.wan = Members(
+            self.store,
+            "wan",
+            suspect_timeout=config.suspect_timeout,
+            reconnect_timeout=config.reconnect_timeout,
+        )
+        self.wan_hub = MemberHub(self.store, "wan")
+        self.pool = ConnPool()
+        self.wan_router = Router(
+            config.datacenter, self.pool, self_name=f"{config.node_name}.{config.datacenter}"
+        )
+        self.forwarder = forward or WanForwarder(self.wan_router, self.pool)
         self.heartbeat_interval = max(0.25, config.suspect_timeout / 4)
         self.rpc_address = ""
         self.grpc_address = ""
@@ -121,7 +135,15 @@ class ServerAgent:
         self.grpc_server: grpc.aio.Server | None = None
         self.start_time = time.time()
         self._tasks: list[asyncio.Task[None]] = []
-        self.dispatch = Dispatcher(config.datacenter, forward)
+        self.links = WanLinks(
+            member=self.wan_member,
+            router=self.wan_router,
+            pool=self.pool,
+            seeds=list(config.retry_join_wan),
+            wan_hub=self.wan_hub,
+            heartbeat_interval=self.heartbeat_interval,
+        )
+        self.dispatch = Dispatcher(config.datacenter, self.forwarder)
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
@@ -143,7 +165,15 @@ class ServerAgent:
         )
 
     async def members(self, wan: bool) -> list[mpb.Member]:
-        return list(self.hub.members.values())
+        if not wan:
+            return list(self.hub.members.values())
+        view = {m.name: m for m in self.wan_hub.members.values()}
+        for link in self.links.links.values():
+            view.update(link.members)
+        for m in self.hub.members.values():
+            if m.role == mpb.MEMBER_ROLE_SERVER:
+                view[f"{m.name}.{m.datacenter}"] = wan_member(m)
+        return list(view.values())
 
     def describe(self) -> apb.SelfResponse:
         cfg = self.config
@@ -162,7 +192,7 @@ class ServerAgent:
                 "consul.server": "true",
                 "consul.leader": str(bool(leader and leader.is_leader)).lower(),
                 "consul.leader_addr": leader.leader_address if leader else "",
-                "consul.known_datacenters": "1",
+                "consul.known_datacenters": str(1 + len(self.links.datacenters())),
                 "serf_lan.members": str(len(self.hub.members)),
                 "agent.services": str(len(self.local.state.services)),
                 "agent.checks": str(len(self.local.state.definitions)),
@@ -181,6 +211,9 @@ class ServerAgent:
             tags={"version": VERSION, "grpc_addr": self.grpc_address, "role": "consul"},
             status=mpb.MEMBER_STATUS_ALIVE,
         )
+
+    def wan_member(self) -> mpb.Member:
+        return wan_member(self.member)
 
     def peers(self) -> list[str]:
         return [
@@ -210,7 +243,9 @@ class ServerAgent:
             cfg.node_name,
             self.rpc_address,
             ttl=max(1, round(cfg.leader_ttl)),
-            on_elected=lambda: reconcile_forever(self.catalog, self.lan, cfg.datacenter),
+            on_elected=lambda: reconcile_forever(
+                self.catalog, self.lan, cfg.datacenter, wan=self.wan
+            ),
         )
         ctx = ServerContext(
             name=cfg.node_name,
@@ -220,6 +255,9 @@ class ServerAgent:
             kv=self.kv,
             lan=self.lan,
             lan_hub=self.hub,
+            wan=self.wan,
+            wan_hub=self.wan_hub,
+            remote_datacenters=self.links.datacenters,
             leader=self.leader,
             heartbeat_interval=self.heartbeat_interval,
             single_server=self.store.kind == "memory",
@@ -245,9 +283,13 @@ class ServerAgent:
             self.grpc_server, [s.full_name for s in [*SERVICES, AGENT_SERVICE]]
         )
         await self.hub.start()
+        await self.wan_hub.start()
+        self.pool.start()
+        self.wan_router.start()
         await self.lan.join(self.member)
         await self.leader.start()
         await self.grpc_server.start()
+        await self.links.start()
         await self.local.start()
         self._tasks.append(asyncio.create_task(self._stay_alive(), name="server-heartbeat"))
         logger.info(
@@ -278,6 +320,7 @@ class ServerAgent:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.local.aclose()
+        await self.links.aclose()
         if leave:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.lan.leave(self.config.node_name), 3.0)
@@ -286,5 +329,8 @@ class ServerAgent:
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=2.0)
         await self.hub.aclose()
+        await self.wan_hub.aclose()
+        await self.wan_router.aclose()
+        await self.pool.aclose()
         await self.store.aclose()
         logger.info("server agent stopped node=%s", self.config.node_name)

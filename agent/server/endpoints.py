@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from agent.convert import check_name, query_meta, query_opts, seconds_duration
 from agent.errors import InvalidArgument
 from agent.filter import apply_filter
-from agent.membership.hub import MemberHub
+from agent.membership.hub import MemberHub, wan_view
 from agent.server.leader import LeaderElection
 from agent.shapes import (
     catalog_service_json,
@@ -57,6 +57,8 @@ class ServerContext:
     kv: KVState
     lan: Members
     lan_hub: MemberHub
+    wan: Members
+    wan_hub: MemberHub
     leader: LeaderElection
     heartbeat_interval: float
     #: Other datacenters known through the WAN pool (filled by the WAN router).
@@ -254,13 +256,13 @@ class MembershipEndpoint:
         self.ctx = ctx
 
     def _pool(self, wan: bool) -> Members:
-        if wan:
-            raise InvalidArgument("This server is not in a WAN pool")
-        return self.ctx.lan
+        return self.ctx.wan if wan else self.ctx.lan
 
     async def Join(self, req: mpb.JoinRequest) -> mpb.JoinResponse:
         members = self._pool(req.wan)
         member = req.member
+        if req.wan and member.role != mpb.MEMBER_ROLE_SERVER:
+            raise InvalidArgument("Only servers join the WAN pool")
         if member.datacenter != self.ctx.datacenter and not req.wan:
             raise InvalidArgument(
                 f"Member datacenter {member.datacenter!r} does not match"
@@ -298,6 +300,8 @@ class MembershipEndpoint:
     async def WatchMembers(
         self, req: mpb.WatchMembersRequest
     ) -> AsyncIterator[mpb.WatchMembersResponse]:
-        self._pool(req.wan)
-        async for message in self.ctx.lan_hub.stream():
+        stream = (
+            wan_view(self.ctx.lan_hub, self.ctx.wan_hub) if req.wan else self.ctx.lan_hub.stream()
+        )
+        async for message in stream:
             yield message

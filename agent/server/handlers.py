@@ -26,6 +26,7 @@ __all__ = ["Dispatcher", "Forwarder", "service_handler"]
 logger = logging.getLogger(__name__)
 
 # Calls answered by whichever server gets them, whatever datacenter they name.
+_MEMBERSHIP = "/consul.membership.v1."
 _NEVER_FORWARDED = frozenset({"/consul.catalog.v1.CatalogService/ListDatacenters"})
 
 
@@ -54,7 +55,7 @@ class Dispatcher:
         self._endpoints[service.full_name] = endpoint
 
     async def rpc(self, spec: MethodSpec, request: Message) -> Any:
-        if spec.path not in _NEVER_FORWARDED:
+        if spec.path not in _NEVER_FORWARDED and not spec.path.startswith(_MEMBERSHIP):
             dc = request_datacenter(request)
             if dc and dc != self.local_dc:
                 if self.forward is None:

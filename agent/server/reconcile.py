@@ -92,13 +92,26 @@ async def reconcile_once(catalog: Catalog, members: Members, datacenter: str) ->
 
 
 async def reconcile_forever(
-    catalog: Catalog, members: Members, datacenter: str, interval: float = 1.0
+    catalog: Catalog,
+    members: Members,
+    datacenter: str,
+    interval: float = 1.0,
+    wan: Members | None = None,
 ) -> None:
-    """Run ``reconcile_once`` on every membership change, at least every ``interval``."""
+    """Run ``reconcile_once`` on every membership change, at least every ``interval``.
+
+    With ``wan``, the WAN pool's liveness (remote servers that joined this
+    datacenter) is kept here too: FAILED when silent, reaped later.
+    """
+    prefixes = [members.prefix, members.alive_prefix]
+    if wan is not None:
+        prefixes += [wan.prefix, wan.alive_prefix]
     while True:
         try:
             index = await reconcile_once(catalog, members, datacenter)
-            await members.store.wait([members.prefix, members.alive_prefix], index, interval)
+            if wan is not None:
+                index = min(index, await wan.reconcile_liveness())
+            await members.store.wait(prefixes, index, interval)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -168,3 +168,26 @@ class Cluster:
             text = agent.log_path.read_text() if agent.log_path.exists() else "(no log)"
             out.append(f"----- {agent.name} ({agent.log_path}) -----\n{text[-20000:]}")
         return "\n".join(out)
+
+
+def tcp_peers(pid: int) -> set[int]:
+    """Remote ports of the TCP connections process ``pid`` holds (Linux /proc)."""
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports: set[int] = set()
+    for table in ("tcp", "tcp6"):
+        path = Path(f"/proc/{pid}/net/{table}")
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            cols = line.split()
+            if len(cols) > 9 and cols[9] in inodes and cols[3] == "01":  # ESTABLISHED
+                ports.add(int(cols[2].rsplit(":", 1)[1], 16))
+    return ports
