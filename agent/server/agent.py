@@ -23,9 +23,8 @@ from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
 from agent.local.core import LocalAgent
 from agent.membership.hub import MemberHub, wan_member
-from agent.router import Router
-from agent.server.wan import WanForwarder, WanLinks
 from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
+from agent.router import Router
 from agent.server.endpoints import (
     CatalogEndpoint,
     HealthEndpoint,
@@ -37,6 +36,7 @@ from agent.server.endpoints import (
 from agent.server.handlers import Dispatcher, Forwarder, service_handler
 from agent.server.leader import LeaderElection
 from agent.server.reconcile import reconcile_forever
+from agent.server.wan import WanForwarder, WanLinks
 from agent.state.catalog import Catalog
 from agent.state.kv import KVState
 from agent.state.members import Members

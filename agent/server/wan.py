@@ -26,9 +26,6 @@ from collections.abc import Callable
 
 from google.protobuf.message import Message
 
-from generated.consul.membership.v1 import membership_pb2 as mpb
-from generated.consul.status.v1 import status_pb2 as spb
-
 from agent.client import Client
 from agent.errors import NoServers, RemoteDCUnreachable, Unavailable
 from agent.membership.client import MembershipClient
@@ -36,6 +33,8 @@ from agent.membership.hub import MemberHub
 from agent.pool import ConnPool
 from agent.router import Router
 from agent.rpc.methods import MethodSpec, method_spec
+from generated.consul.membership.v1 import membership_pb2 as mpb
+from generated.consul.status.v1 import status_pb2 as spb
 
 __all__ = ["WanForwarder", "WanLinks"]
 

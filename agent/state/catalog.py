@@ -14,7 +14,7 @@ Values are the ``consul.common.v1`` protobuf messages, without their indexes
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 

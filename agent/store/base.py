@@ -135,7 +135,7 @@ class Store(Protocol):
         current index. An empty ``ops`` with passing compares writes nothing.
         """
 
-    async def wait(self, prefixes: Sequence[str], after_index: int, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait(self, prefixes: Sequence[str], after_index: int, timeout: float) -> bool:
         """True once a key under one of ``prefixes`` changes after ``after_index``."""
 
     def watch(self, prefix: str, start_index: int) -> AsyncIterator[Event]:

@@ -267,7 +267,7 @@ class EtcdStore:
 
     # -- blocking ------------------------------------------------------------
 
-    async def wait(self, prefixes: Sequence[str], after_index: int, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait(self, prefixes: Sequence[str], after_index: int, timeout: float) -> bool:
         """True once a key under ``prefixes`` changes after ``after_index``; see ``Store``.
 
         A read first checks etcd answers (StoreError if not). If etcd goes away

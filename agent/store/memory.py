@@ -208,7 +208,7 @@ class MemoryStore:
 
     # -- blocking ------------------------------------------------------------
 
-    async def wait(self, prefixes: Sequence[str], after_index: int, timeout: float) -> bool:  # noqa: ASYNC109
+    async def wait(self, prefixes: Sequence[str], after_index: int, timeout: float) -> bool:
         if self._changed_since(prefixes, after_index):
             return True
         if timeout <= 0:

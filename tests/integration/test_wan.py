@@ -134,7 +134,7 @@ def test_cross_dc_reads_writes_and_blocking(two_dcs) -> None:  # type: ignore[no
 
 
 def test_dc2_server_failure_and_outage(two_dcs) -> None:  # type: ignore[no-untyped-def]
-    dc1, dc2, (a1, a2, b1, b2), client = two_dcs
+    dc1, dc2, (_, _, b1, b2), client = two_dcs
     with grpc.insecure_channel(b1.grpc_addr) as ch2:
         catalog_pb2_grpc.CatalogServiceStub(ch2).Register(
             cpb.RegisterRequest(

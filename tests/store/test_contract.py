@@ -44,7 +44,7 @@ async def poll_until_gone(store: Store, key: str, bound: float) -> float:
     """Seconds until ``key`` disappears; fails the test after ``bound``."""
     start = time.monotonic()
     async with asyncio.timeout(bound):
-        while (await store.get(key))[0] is not None:  # noqa: ASYNC110 - polling the store
+        while (await store.get(key))[0] is not None:
             await asyncio.sleep(0.05)
     return time.monotonic() - start
 

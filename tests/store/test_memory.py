@@ -142,7 +142,7 @@ async def test_expiry_needs_start_and_stops_at_aclose() -> None:
     task = store._expiry_task
     assert task is not None and not task.done()
     async with asyncio.timeout(5.0):
-        while (await store.get("l/a"))[0] is not None:  # noqa: ASYNC110 - polling the store
+        while (await store.get("l/a"))[0] is not None:
             await asyncio.sleep(0.05)
     await store.aclose()
     assert task.done()
