@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -138,6 +139,18 @@ async def cmd_members(args: argparse.Namespace) -> int:
                 ]
             )
         _print_table(rows)
+        me = await stub.Self(agent_pb2.SelfRequest(), timeout=CALL_TIMEOUT)
+        for router in me.routers:
+            wait = router.next_rebalance.ToNanoseconds() / 1e9 - time.time()
+            servers = ", ".join(
+                f"{s.name} ({s.address}){' *' if i == 0 else ''}"
+                for i, s in enumerate(router.servers)
+            )
+            print(
+                f"\nRouter {router.datacenter}: {servers or '(no servers)'}"
+                f"\n  offline={str(router.offline).lower()}"
+                f" next_rebalance_in={max(wait, 0):.1f}s  (* = in use)"
+            )
         return 0
 
     return await _with_channel(args.grpc_addr, go)

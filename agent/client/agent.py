@@ -59,7 +59,10 @@ class ClientAgent:
         self.grpc_address = ""
         self.pool = ConnPool()
         self.router = Router(
-            config.datacenter, self.pool, member_count=lambda: len(self.membership.members)
+            config.datacenter,
+            self.pool,
+            member_count=lambda: len(self.membership.members),
+            fixed_interval=config.rebalance_interval,
         )
         self.client = Client(
             self.router,

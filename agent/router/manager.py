@@ -99,11 +99,14 @@ class Manager:
         member_count: Callable[[], int] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fixed_interval: float | None = None,
     ) -> None:
-        """``self_name``: on a server agent, its own name (treated as healthy
+        """``fixed_interval``: the test hook (``--rebalance-interval``) that
+        replaces the computed interval. ``self_name``: on a server agent, its own name (treated as healthy
         without a ping). ``member_count``: how many LAN members the datacenter
         has, for the rebalance interval. ``clock``: monotonic seconds."""
         self.datacenter = datacenter
+        self._fixed_interval = fixed_interval
         self._pinger = pinger
         self._self_name = self_name or None
         self._member_count = member_count or (lambda: 0)
@@ -276,6 +279,8 @@ class Manager:
         servers give 10000 / 192 = 52 s, below the floor, so 120-180 s; 100,000
         members and 3 servers give 100000 / 192 = 521 s, about 8.7 min.
         """
+        if self._fixed_interval is not None:
+            return self._fixed_interval
         jittered_floor = MIN_REBALANCE_INTERVAL + self._rng.uniform(0.0, REBALANCE_JITTER)
         num_servers = len(self._servers)
         if num_servers == 0:

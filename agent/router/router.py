@@ -33,6 +33,7 @@ class Router:
         member_count: Callable[[], int] | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fixed_interval: float | None = None,
     ) -> None:
         if not local_datacenter:
             raise ValueError("local datacenter must not be empty")
@@ -42,6 +43,7 @@ class Router:
         self._member_count = member_count
         self._rng = rng or random.Random()
         self._clock = clock
+        self._fixed_interval = fixed_interval
         self._managers: dict[str, Manager] = {}
         self._started = False
         self.manager(local_datacenter)
@@ -62,6 +64,7 @@ class Router:
                 member_count=self._member_count,
                 rng=random.Random(self._rng.random()),
                 clock=self._clock,
+                fixed_interval=self._fixed_interval,
             )
             self._managers[datacenter] = found
             if self._started:

@@ -125,7 +125,10 @@ class ServerAgent:
         self.wan_hub = MemberHub(self.store, "wan")
         self.pool = ConnPool()
         self.wan_router = Router(
-            config.datacenter, self.pool, self_name=f"{config.node_name}.{config.datacenter}"
+            config.datacenter,
+            self.pool,
+            self_name=f"{config.node_name}.{config.datacenter}",
+            fixed_interval=config.rebalance_interval,
         )
         self.forwarder = forward or WanForwarder(self.wan_router, self.pool)
         self.heartbeat_interval = max(0.25, config.suspect_timeout / 4)

@@ -229,3 +229,26 @@ def test_all_servers_down_then_recovery(cluster: Cluster) -> None:
             timeout=30,
             what="recovery",
         )
+
+
+def test_members_cli_shows_router_state_and_rebalance_hook(cluster: Cluster) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.procs import ROOT
+
+    dev = cluster.server("dev", "--dev")
+    c = cluster.client("c1", "--retry-join", dev.rpc_addr, "--rebalance-interval", "1s")
+    wait_until(lambda: router_servers(c) == ["dev"], what="client knows dev")
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "members", "--grpc-addr", c.grpc_addr],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "c1" in out and "dev" in out
+    assert f"dev ({dev.rpc_addr}) *" in out and "offline=false" in out
+    wait_s = float(out.split("next_rebalance_in=")[1].split("s")[0])
+    assert wait_s <= 1.5  # the hook replaced the 120-180 s interval
