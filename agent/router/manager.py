@@ -102,7 +102,8 @@ class Manager:
         fixed_interval: float | None = None,
     ) -> None:
         """``fixed_interval``: the test hook (``--rebalance-interval``) that
-        replaces the computed interval. ``self_name``: on a server agent, its own name (treated as healthy
+        replaces the computed interval. ``self_name``: on a server agent, its
+        own name (treated as healthy
         without a ping). ``member_count``: how many LAN members the datacenter
         has, for the rebalance interval. ``clock``: monotonic seconds."""
         self.datacenter = datacenter
