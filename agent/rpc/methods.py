@@ -15,10 +15,13 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from generated.consul.catalog.v1 import catalog_pb2
+from generated.consul.event.v1 import event_pb2
 from generated.consul.health.v1 import health_pb2
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.membership.v1 import membership_pb2
+from generated.consul.session.v1 import session_pb2
 from generated.consul.status.v1 import status_pb2
+from generated.consul.txn.v1 import txn_pb2
 
 __all__ = [
     "MethodSpec",
@@ -36,6 +39,9 @@ _FORWARDED_MODULES: tuple[ModuleType, ...] = (
     kv_pb2,
     status_pb2,
     membership_pb2,
+    session_pb2,
+    event_pb2,
+    txn_pb2,
 )
 
 

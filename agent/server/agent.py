@@ -27,28 +27,37 @@ from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
 from agent.router import Router
 from agent.server.endpoints import (
     CatalogEndpoint,
+    EventEndpoint,
     HealthEndpoint,
     KVEndpoint,
     MembershipEndpoint,
     ServerContext,
+    SessionEndpoint,
     StatusEndpoint,
+    TxnEndpoint,
 )
 from agent.server.handlers import Dispatcher, Forwarder, service_handler
 from agent.server.leader import LeaderElection
 from agent.server.reconcile import reconcile_forever
 from agent.server.wan import WanForwarder, WanLinks
 from agent.state.catalog import Catalog
+from agent.state.events import EventState
 from agent.state.kv import KVState
 from agent.state.members import Members
+from agent.state.sessions import SessionState
+from agent.state.txn import TxnState
 from agent.store import Store
 from agent.store.factory import open_store
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.catalog.v1 import catalog_pb2
 from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.event.v1 import event_pb2
 from generated.consul.health.v1 import health_pb2 as consul_health_pb2
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.membership.v1 import membership_pb2 as mpb
+from generated.consul.session.v1 import session_pb2
 from generated.consul.status.v1 import status_pb2
+from generated.consul.txn.v1 import txn_pb2
 
 __all__ = ["ServerAgent", "bind_grpc"]
 
@@ -60,6 +69,9 @@ SERVICES = [
     kv_pb2.DESCRIPTOR.services_by_name["KVService"],
     status_pb2.DESCRIPTOR.services_by_name["StatusService"],
     mpb.DESCRIPTOR.services_by_name["MembershipService"],
+    session_pb2.DESCRIPTOR.services_by_name["SessionService"],
+    event_pb2.DESCRIPTOR.services_by_name["EventService"],
+    txn_pb2.DESCRIPTOR.services_by_name["TxnService"],
 ]
 
 AGENT_SERVICE = apb.DESCRIPTOR.services_by_name["AgentService"]
@@ -109,6 +121,9 @@ class ServerAgent:
         )
         self.catalog = Catalog(self.store)
         self.kv = KVState(self.store)
+        self.sessions = SessionState(self.store, self.catalog, self.kv)
+        self.events = EventState(self.store)
+        self.txn = TxnState(self.store, self.kv)
         self.lan = Members(
             self.store,
             "lan",
@@ -247,7 +262,7 @@ class ServerAgent:
             self.rpc_address,
             ttl=max(1, round(cfg.leader_ttl)),
             on_elected=lambda: reconcile_forever(
-                self.catalog, self.lan, cfg.datacenter, wan=self.wan
+                self.catalog, self.lan, cfg.datacenter, wan=self.wan, sessions=self.sessions
             ),
         )
         ctx = ServerContext(
@@ -256,6 +271,9 @@ class ServerAgent:
             address=self.rpc_address,
             catalog=self.catalog,
             kv=self.kv,
+            sessions=self.sessions,
+            events=self.events,
+            txn=self.txn,
             lan=self.lan,
             lan_hub=self.hub,
             wan=self.wan,
@@ -273,6 +291,9 @@ class ServerAgent:
             KVEndpoint(ctx),
             StatusEndpoint(ctx),
             MembershipEndpoint(ctx),
+            SessionEndpoint(ctx),
+            EventEndpoint(ctx),
+            TxnEndpoint(ctx),
         ]
         for service, endpoint in zip(SERVICES, endpoints, strict=True):
             self.dispatch.register(service, endpoint)

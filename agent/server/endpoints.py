@@ -24,23 +24,32 @@ from agent.shapes import (
     service_entry_json,
 )
 from agent.state.catalog import Catalog
+from agent.state.events import EventState
 from agent.state.kv import KVState
 from agent.state.members import Members
+from agent.state.sessions import SessionState
+from agent.state.txn import TxnState
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
 from generated.consul.common.v1 import query_pb2 as qpb
 from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.event.v1 import event_pb2 as epb
 from generated.consul.health.v1 import health_pb2 as hpb
 from generated.consul.kv.v1 import kv_pb2 as kpb
 from generated.consul.membership.v1 import membership_pb2 as mpb
+from generated.consul.session.v1 import session_pb2 as sspb
 from generated.consul.status.v1 import status_pb2 as spb
+from generated.consul.txn.v1 import txn_pb2 as tpb
 
 __all__ = [
     "CatalogEndpoint",
+    "EventEndpoint",
     "HealthEndpoint",
     "KVEndpoint",
     "MembershipEndpoint",
     "ServerContext",
+    "SessionEndpoint",
     "StatusEndpoint",
+    "TxnEndpoint",
 ]
 
 T = TypeVar("T")
@@ -55,6 +64,9 @@ class ServerContext:
     address: str
     catalog: Catalog
     kv: KVState
+    sessions: SessionState
+    events: EventState
+    txn: TxnState
     lan: Members
     lan_hub: MemberHub
     wan: Members
@@ -305,3 +317,61 @@ class MembershipEndpoint:
         )
         async for message in stream:
             yield message
+
+
+class SessionEndpoint:
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    async def Create(self, req: sspb.CreateRequest) -> sspb.CreateResponse:
+        check_name(req.session.node, "Node")
+        session_id, index = await self.ctx.sessions.create(
+            req.session, node_checks_set=req.node_checks_set
+        )
+        return sspb.CreateResponse(meta=qpb.WriteMeta(index=index), id=session_id)
+
+    async def Destroy(self, req: sspb.DestroyRequest) -> sspb.DestroyResponse:
+        check_name(req.id, "session ID")
+        index = await self.ctx.sessions.destroy(req.id)
+        return sspb.DestroyResponse(meta=qpb.WriteMeta(index=index))
+
+    async def Renew(self, req: sspb.RenewRequest) -> sspb.RenewResponse:
+        check_name(req.id, "session ID")
+        return sspb.RenewResponse(session=await self.ctx.sessions.renew(req.id))
+
+    async def Info(self, req: sspb.InfoRequest) -> sspb.InfoResponse:
+        check_name(req.id, "session ID")
+        read = await self.ctx.sessions.info(query_opts(req.options), req.id)
+        resp = sspb.InfoResponse(meta=self.ctx.meta(read.index))
+        if read.value is not None:
+            resp.session.CopyFrom(read.value)
+        return resp
+
+    async def List(self, req: sspb.ListRequest) -> sspb.ListResponse:
+        read = await self.ctx.sessions.list_sessions(query_opts(req.options))
+        return sspb.ListResponse(meta=self.ctx.meta(read.index), sessions=read.value)
+
+    async def ListNode(self, req: sspb.ListNodeRequest) -> sspb.ListNodeResponse:
+        check_name(req.node, "node")
+        read = await self.ctx.sessions.list_sessions(query_opts(req.options), req.node)
+        return sspb.ListNodeResponse(meta=self.ctx.meta(read.index), sessions=read.value)
+
+
+class EventEndpoint:
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    async def Fire(self, req: epb.FireRequest) -> epb.FireResponse:
+        return epb.FireResponse(event=await self.ctx.events.fire(req.event))
+
+    async def List(self, req: epb.ListRequest) -> epb.ListResponse:
+        read = await self.ctx.events.list(query_opts(req.options), req.name)
+        return epb.ListResponse(meta=self.ctx.meta(read.index), events=read.value)
+
+
+class TxnEndpoint:
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    async def Txn(self, req: tpb.TxnRequest) -> tpb.TxnResponse:
+        return await self.ctx.txn.apply(list(req.ops))

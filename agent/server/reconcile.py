@@ -18,9 +18,11 @@ import asyncio
 import logging
 
 from agent.errors import ConsulError
+from agent.state import keys
 from agent.state.blocking import QueryOpts
 from agent.state.catalog import Catalog
 from agent.state.members import Members
+from agent.state.sessions import TTL_PREFIX, SessionState
 from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
@@ -97,6 +99,7 @@ async def reconcile_forever(
     datacenter: str,
     interval: float = 1.0,
     wan: Members | None = None,
+    sessions: SessionState | None = None,
 ) -> None:
     """Run ``reconcile_once`` on every membership change, at least every ``interval``.
 
@@ -106,11 +109,16 @@ async def reconcile_forever(
     prefixes = [members.prefix, members.alive_prefix]
     if wan is not None:
         prefixes += [wan.prefix, wan.alive_prefix]
+    if sessions is not None:
+        prefixes += [keys.SESSIONS, TTL_PREFIX, keys.IDX_CHECKS, keys.IDX_NODES]
     while True:
         try:
             index = await reconcile_once(catalog, members, datacenter)
             if wan is not None:
                 index = min(index, await wan.reconcile_liveness())
+            if sessions is not None:
+                for dead in await sessions.invalidate_dead():
+                    logger.info("session invalidated session=%s", dead)
             await members.store.wait(prefixes, index, interval)
         except asyncio.CancelledError:
             raise
