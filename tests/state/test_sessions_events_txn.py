@@ -7,11 +7,6 @@ import asyncio
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from generated.consul.common.v1 import types_pb2 as pb
-from generated.consul.event.v1 import event_pb2 as epb
-from generated.consul.session.v1 import session_pb2 as sspb
-from generated.consul.txn.v1 import txn_pb2 as tpb
-
 from agent.errors import InvalidArgument, NotFound
 from agent.state.blocking import QueryOpts
 from agent.state.catalog import Catalog
@@ -20,6 +15,10 @@ from agent.state.kv import KVState
 from agent.state.sessions import SessionState
 from agent.state.txn import TxnState
 from agent.store import Store
+from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.event.v1 import event_pb2 as epb
+from generated.consul.session.v1 import session_pb2 as sspb
+from generated.consul.txn.v1 import txn_pb2 as tpb
 
 
 async def setup(store: Store) -> tuple[Catalog, KVState, SessionState]:
