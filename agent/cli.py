@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -22,10 +23,15 @@ from typing import Any
 import grpc
 
 from agent.config import AgentConfig, load_config_file, setup_logging
+from agent.convert import seconds_duration
+from agent.demo import add_demo_parser, cmd_demo
+from agent.durations import parse_duration
 from agent.errors import ConsulError, InvalidArgument
+from agent.shapes import check_json, kv_json, node_json, service_entry_json
 from generated.consul.agent.v1 import agent_pb2, agent_pb2_grpc
 from generated.consul.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from generated.consul.common.v1 import query_pb2
+from generated.consul.common.v1 import query_pb2, types_pb2
+from generated.consul.health.v1 import health_pb2, health_pb2_grpc
 from generated.consul.kv.v1 import kv_pb2, kv_pb2_grpc
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
@@ -222,6 +228,122 @@ async def cmd_kv(args: argparse.Namespace) -> int:
     return await _with_channel(args.grpc_addr, go)
 
 
+async def cmd_services(args: argparse.Namespace) -> int:
+    async def go(channel: grpc.aio.Channel) -> int:
+        stub = agent_pb2_grpc.AgentServiceStub(channel)
+        if args.op == "deregister":
+            if not args.id:
+                raise InvalidArgument("services deregister needs --id")
+            await stub.DeregisterService(
+                agent_pb2.DeregisterServiceRequest(service_id=args.id, token=args.token),
+                timeout=CALL_TIMEOUT,
+            )
+            print(f"Deregistered service: {args.id}")
+            return 0
+        if not args.name:
+            raise InvalidArgument("services register needs --name")
+        meta = {}
+        for item in args.meta or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise InvalidArgument(f"--meta takes key=value, got {item!r}")
+            meta[key] = value
+        service = types_pb2.Service(
+            id=args.id or args.name,
+            name=args.name,
+            port=args.port,
+            address=args.address,
+            tags=args.tag or [],
+            meta=meta,
+        )
+        checks = []
+        if args.ttl:
+            checks.append(
+                agent_pb2.CheckDefinition(
+                    definition=types_pb2.CheckDefinition(
+                        ttl=seconds_duration(parse_duration(args.ttl))
+                    )
+                )
+            )
+        await stub.RegisterService(
+            agent_pb2.RegisterServiceRequest(
+                definition=agent_pb2.ServiceDefinition(service=service, checks=checks),
+                token=args.token,
+            ),
+            timeout=CALL_TIMEOUT,
+        )
+        print(f"Registered service: {args.name}")
+        return 0
+
+    return await _with_channel(args.grpc_addr, go)
+
+
+def _watch_call(
+    args: argparse.Namespace, channel: grpc.aio.Channel
+) -> Callable[[query_pb2.QueryOptions], Awaitable[tuple[int, Any]]]:
+    """The blocking read a watch type means, returning (index, Consul-shaped JSON)."""
+    catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+    kv = kv_pb2_grpc.KVServiceStub(channel)
+    health = health_pb2_grpc.HealthServiceStub(channel)
+    kind = args.type
+
+    async def read(opts: query_pb2.QueryOptions) -> tuple[int, Any]:
+        t = args.wait_seconds + 30
+        if kind == "key":
+            got = await kv.Get(kv_pb2.GetRequest(options=opts, key=args.key), timeout=t)
+            return got.meta.index, kv_json(got.pair) if got.HasField("pair") else None
+        if kind == "keyprefix":
+            listed = await kv.List(kv_pb2.ListRequest(options=opts, prefix=args.prefix), timeout=t)
+            return listed.meta.index, [kv_json(p) for p in listed.pairs]
+        if kind == "services":
+            svcs = await catalog.ListServices(
+                catalog_pb2.ListServicesRequest(options=opts), timeout=t
+            )
+            return svcs.meta.index, {x.name: list(x.tags) for x in svcs.services}
+        if kind == "nodes":
+            nodes = await catalog.ListNodes(catalog_pb2.ListNodesRequest(options=opts), timeout=t)
+            return nodes.meta.index, [node_json(n) for n in nodes.nodes]
+        if kind == "service":
+            entries = await health.ServiceHealth(
+                health_pb2.ServiceHealthRequest(
+                    options=opts, service=args.service, passing_only=args.passing
+                ),
+                timeout=t,
+            )
+            return entries.meta.index, [service_entry_json(e) for e in entries.entries]
+        checks = await health.ChecksInState(
+            health_pb2.ChecksInStateRequest(options=opts), timeout=t
+        )
+        return checks.meta.index, [check_json(c) for c in checks.checks]
+
+    return read
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    needs = {"key": "key", "keyprefix": "prefix", "service": "service"}
+    if args.type in needs and getattr(args, needs[args.type]) is None:
+        raise InvalidArgument(f"watch -type {args.type} needs --{needs[args.type]}")
+
+    async def go(channel: grpc.aio.Channel) -> int:
+        read = _watch_call(args, channel)
+        index, shown = 0, 0
+        while args.count == 0 or shown < args.count:
+            opts = _opts(args)
+            opts.min_index = index
+            opts.max_wait.CopyFrom(seconds_duration(args.wait_seconds))
+            new_index, value = await read(opts)
+            if new_index < index:  # the index went backwards: start over, as Consul's watch
+                index = 0
+                continue
+            if new_index != index:
+                print(json.dumps(value, sort_keys=True), flush=True)
+                shown += 1
+            index = new_index
+        return 0
+
+    return await _with_channel(args.grpc_addr, go)
+
+
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grpc-addr", "-grpc-addr", default=DEFAULT_GRPC, help="agent gRPC address")
     p.add_argument("--datacenter", "-datacenter", default="")
@@ -247,6 +369,31 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--cas", "-cas", type=int, default=None)
     k.add_argument("--flags", "-flags", type=int, default=0)
     _client_args(k)
+    add_demo_parser(sub)
+    sv = sub.add_parser("services", help="register or deregister a local service")
+    sv.add_argument("op", choices=["register", "deregister"])
+    sv.add_argument("--name", "-name")
+    sv.add_argument("--id", "-id", default="")
+    sv.add_argument("--port", "-port", type=int, default=0)
+    sv.add_argument("--address", "-address", default="")
+    sv.add_argument("--tag", "-tag", action="append")
+    sv.add_argument("--meta", "-meta", action="append", help="key=value")
+    sv.add_argument("--ttl", "-ttl", help="add a TTL check, e.g. 30s")
+    _client_args(sv)
+    w = sub.add_parser("watch", help="print a blocking query's result each time it changes")
+    w.add_argument(
+        "--type",
+        "-type",
+        required=True,
+        choices=["key", "keyprefix", "services", "nodes", "service", "checks"],
+    )
+    w.add_argument("--key", "-key")
+    w.add_argument("--prefix", "-prefix")
+    w.add_argument("--service", "-service")
+    w.add_argument("--passing", "-passingonly", action="store_true")
+    w.add_argument("--count", type=int, default=0, help="stop after N results (0: never)")
+    w.add_argument("--wait-seconds", type=float, default=300.0, help=argparse.SUPPRESS)
+    _client_args(w)
     return root
 
 
@@ -254,6 +401,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "members": cmd_members,
     "catalog": cmd_catalog,
     "kv": cmd_kv,
+    "demo": cmd_demo,
+    "services": cmd_services,
+    "watch": cmd_watch,
 }
 
 

@@ -170,7 +170,7 @@ class LocalState:
                 )
             if not c.name:
                 c.name = f"Service '{svc.name}' check"
-            checks.append((c, self._validate_check(c)))
+            checks.append((c, self._validate_check(c, new_service=svc.id)))
         # Validated as a whole before anything changes.
         if replace_existing_checks:
             keep = {c.check_id for c, _ in checks}
@@ -199,13 +199,13 @@ class LocalState:
 
     # ----- checks ------------------------------------------------------
 
-    def _validate_check(self, check: apb.CheckDefinition) -> CheckSpec:
+    def _validate_check(self, check: apb.CheckDefinition, new_service: str = "") -> CheckSpec:
         if not check.check_id:
             check.check_id = check.name
         check_name(check.check_id, "check ID or name")
         if not check.name:
             check.name = check.check_id
-        if check.service_id and check.service_id not in self.services:
+        if check.service_id and check.service_id not in (*self.services, new_service):
             raise InvalidArgument(f'ServiceID "{check.service_id}" does not exist')
         if not check_type(check.definition):
             raise InvalidArgument(

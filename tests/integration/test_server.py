@@ -277,3 +277,62 @@ def test_cli_members_catalog_kv(cluster: Cluster) -> None:
     wait_until(lambda: "consul" in cli("catalog", "services"), what="consul service")
     assert "dev" in cli("catalog", "nodes")
     assert "Success" in cli("kv", "delete", "cfg/x")
+
+
+def test_cli_services_and_watch(cluster: Cluster) -> None:
+    dev = cluster.server("dev", "--dev")
+    base = [sys.executable, "-m", "agent.cli"]
+    addr = ["--grpc-addr", dev.grpc_addr]
+    watch = subprocess.Popen(
+        [*base, "watch", "--type", "service", "--service", "web", "--count", "2", *addr],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watch.stdout is not None
+        first = watch.stdout.readline()  # the initial (empty) result
+        assert first.strip() == "[]"
+        out = subprocess.run(
+            [
+                *base,
+                "services",
+                "register",
+                "--name",
+                "web",
+                "--port",
+                "8080",
+                "--tag",
+                "v1",
+                "--ttl",
+                "30s",
+                *addr,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        second = watch.stdout.readline()
+        assert '"Service": "web"' in second and '"Port": 8080' in second
+        assert watch.wait(30) == 0
+    finally:
+        watch.kill()
+    out = subprocess.run(
+        [*base, "services", "deregister", "--id", "web", *addr],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    bad = subprocess.run(
+        [*base, "services", "register", "--port", "1", *addr],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "needs --name" in bad.stderr
