@@ -10,14 +10,22 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
+
+from agent.durations import format_duration
 from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.kv.v1 import kv_pb2
+from generated.consul.membership.v1 import membership_pb2 as mpb
 
 __all__ = [
+    "MEMBER_STATUS_CODES",
     "STATUS_NAMES",
+    "agent_check_json",
+    "agent_service_json",
     "catalog_service_json",
     "check_json",
     "kv_json",
+    "member_json",
     "node_json",
     "service_entry_json",
     "service_json",
@@ -130,3 +138,75 @@ def kv_json(pair: kv_pb2.KVPair) -> dict[str, Any]:
     if pair.session:
         out["Session"] = pair.session
     return out
+
+
+def agent_service_json(svc: pb.Service, datacenter: str = "") -> dict[str, Any]:
+    """A service as ``/v1/agent/services`` lists it (Consul's ``AgentService``)."""
+    out: dict[str, Any] = {
+        "ID": svc.id,
+        "Service": svc.name,
+        "Tags": list(svc.tags),
+        "Meta": dict(svc.meta),
+        "Port": svc.port,
+        "Address": svc.address,
+        "Weights": _weights(svc),
+        "EnableTagOverride": svc.enable_tag_override,
+        "Datacenter": datacenter,
+    }
+    if svc.kind:
+        out["Kind"] = svc.kind
+    return out
+
+
+def _seconds(d: Duration) -> float:
+    return d.seconds + d.nanos / 1e9
+
+
+def agent_check_json(check: pb.HealthCheck) -> dict[str, Any]:
+    """A check as ``/v1/agent/checks`` lists it (Consul's ``AgentCheck``)."""
+    out = check_json(check)
+    d = check.definition
+    interval = format_duration(_seconds(d.interval)) if d.HasField("interval") else ""
+    timeout = format_duration(_seconds(d.timeout)) if d.HasField("timeout") else ""
+    out["Interval"] = interval
+    out["Timeout"] = timeout
+    out["ExposedPort"] = 0
+    out["Definition"] = {}
+    return out
+
+
+# Serf's member status numbers, which Consul's /v1/agent/members reports.
+MEMBER_STATUS_CODES: dict[int, int] = {
+    mpb.MEMBER_STATUS_UNSPECIFIED: 0,
+    mpb.MEMBER_STATUS_ALIVE: 1,
+    mpb.MEMBER_STATUS_LEFT: 3,
+    mpb.MEMBER_STATUS_FAILED: 4,
+}
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return address, 0
+    return host.strip("[]"), int(port)
+
+
+def member_json(member: mpb.Member) -> dict[str, Any]:
+    """A member as ``/v1/agent/members`` lists it (Consul's serf member)."""
+    addr, port = _split_address(member.address)
+    tags = dict(member.tags)
+    tags.setdefault("role", "consul" if member.role == mpb.MEMBER_ROLE_SERVER else "node")
+    tags.setdefault("dc", member.datacenter)
+    return {
+        "Name": member.name,
+        "Addr": addr,
+        "Port": port,
+        "Tags": tags,
+        "Status": MEMBER_STATUS_CODES.get(member.status, 0),
+        "ProtocolMin": 1,
+        "ProtocolMax": 5,
+        "ProtocolCur": 2,
+        "DelegateMin": 2,
+        "DelegateMax": 5,
+        "DelegateCur": 4,
+    }

@@ -1,0 +1,57 @@
+"""The aiohttp application of Consul's ``/v1`` HTTP API.
+
+Wiring: give :func:`build_app` something that sends RPCs to the servers (a
+client agent's ``Client``, or a server agent's in-process dispatcher, as an
+:class:`~agent.http.protocols.Invoker`) and the agent's ``AgentEndpoint`` (a
+:class:`~agent.http.protocols.LocalAgent`), then serve it with
+:class:`~agent.http.server.HTTPServer`::
+
+    app = build_app(client, endpoint, datacenter="dc1", node_name="node-1", on_leave=leave)
+    async with HTTPServer(app, "127.0.0.1", 8500) as http:
+        logger.info("http listening address=%s", http.address)
+        ...
+
+``on_leave`` runs the graceful leave for ``PUT /v1/agent/leave``; the request
+waits for it, so it must not wait for the HTTP server itself to close (signal
+the shutdown instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from agent.http.agent_routes import add_agent_routes
+from agent.http.base import CONTEXT, Context, error_middleware
+from agent.http.catalog_routes import add_catalog_routes, add_health_routes
+from agent.http.kv_routes import add_kv_routes, add_status_routes
+from agent.http.params import MAX_BODY_SIZE
+from agent.http.protocols import Invoker, LocalAgent
+
+__all__ = ["build_app"]
+
+
+def build_app(
+    invoker: Invoker,
+    agent_endpoint: LocalAgent,
+    *,
+    datacenter: str,
+    node_name: str,
+    on_leave: Callable[[], Awaitable[None]] | None = None,
+) -> web.Application:
+    """Consul's ``/v1`` API: agent, catalog, health, kv and status."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_SIZE)
+    app[CONTEXT] = Context(
+        invoker=invoker,
+        agent=agent_endpoint,
+        datacenter=datacenter,
+        node_name=node_name,
+        on_leave=on_leave,
+    )
+    add_agent_routes(app.router)
+    add_catalog_routes(app.router)
+    add_health_routes(app.router)
+    add_kv_routes(app.router)
+    add_status_routes(app.router)
+    return app

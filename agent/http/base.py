@@ -1,0 +1,122 @@
+"""What every handler shares: the context it calls through, JSON answers, read headers, errors.
+
+Errors meet the wire in one place, :func:`error_middleware`: a ``ConsulError``
+is answered with its ``http_status`` and its message as plain text (Consul's
+way); anything else is logged with its traceback and answered 500 with a short
+text, so a client never sees Python internals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from google.protobuf.message import Message
+
+from agent.errors import ConsulError
+from agent.http.protocols import Invoker, LocalAgent
+from agent.rpc.methods import MethodSpec, method_spec
+from generated.consul.common.v1 import query_pb2 as qpb
+
+__all__ = [
+    "CONTEXT",
+    "Context",
+    "Handler",
+    "context",
+    "error_middleware",
+    "json_response",
+    "meta_headers",
+]
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The agent as the HTTP handlers see it."""
+
+    invoker: Invoker
+    agent: LocalAgent
+    datacenter: str
+    node_name: str
+    on_leave: Callable[[], Awaitable[None]] | None = None
+
+    async def call(self, path: str, request: Message, response_type: type[M]) -> M:
+        """Send ``request`` to the servers as the RPC at ``path``; its typed answer."""
+        spec: MethodSpec = method_spec(path)
+        response = await self.invoker.rpc(spec, request)
+        if not isinstance(response, response_type):
+            raise ConsulError(
+                f"RPC {path} answered {type(response).__name__}, not {response_type.__name__}"
+            )
+        return response
+
+
+CONTEXT = web.AppKey("consul_http_context", Context)
+
+
+def context(request: web.Request) -> Context:
+    return request.app[CONTEXT]
+
+
+def meta_headers(meta: qpb.QueryMeta) -> dict[str, str]:
+    """Consul's read headers: the index (never 0), whether a leader is known, last contact in ms."""
+    last_contact_ms = meta.last_contact.seconds * 1000 + meta.last_contact.nanos // 1_000_000
+    return {
+        "X-Consul-Index": str(max(1, meta.index)),
+        "X-Consul-KnownLeader": "true" if meta.known_leader else "false",
+        "X-Consul-LastContact": str(last_contact_ms),
+    }
+
+
+def json_response(
+    request: web.Request,
+    data: Any,
+    *,
+    status: int = 200,
+    meta: qpb.QueryMeta | None = None,
+) -> web.Response:
+    """``data`` as JSON (indented with ``?pretty``), with the read headers of ``meta``."""
+    indent = 4 if "pretty" in request.query else None
+    headers = meta_headers(meta) if meta is not None else {}
+    return web.Response(
+        text=json.dumps(data, indent=indent),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def text_response(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except asyncio.CancelledError:
+        raise
+    except ConsulError as err:
+        if err.http_status >= 500:
+            logger.warning(
+                "request failed method=%s path=%s status=%d error=%s",
+                request.method,
+                request.path,
+                err.http_status,
+                err.message,
+            )
+        return text_response(err.http_status, err.message)
+    except Exception:
+        logger.exception("request crashed method=%s path=%s", request.method, request.path)
+        return text_response(500, "Internal error")

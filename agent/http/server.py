@@ -1,0 +1,86 @@
+"""HTTPServer: serve an aiohttp application on host:port, closed within a bound."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from types import TracebackType
+
+from aiohttp import web
+
+__all__ = ["HTTPServer"]
+
+logger = logging.getLogger(__name__)
+
+# Blocking queries can hold a request for minutes; on close they are cut off
+# after this grace period rather than awaited.
+SHUTDOWN_TIMEOUT = 2.0
+
+
+class HTTPServer:
+    """An async context manager binding ``app`` to ``host:port`` (port 0 picks a free one)."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        host: str = "127.0.0.1",
+        port: int = 8500,
+        *,
+        shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self.shutdown_timeout = shutdown_timeout
+        self._runner: web.AppRunner | None = None
+        self._address = ""
+
+    @property
+    def address(self) -> str:
+        """The bound ``host:port`` (IPv6 hosts in brackets); empty before start."""
+        return self._address
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("HTTPServer already started")
+        runner = web.AppRunner(self.app, shutdown_timeout=self.shutdown_timeout, access_log=None)
+        await runner.setup()
+        self._runner = runner
+        try:
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        port = self.port
+        server = site._server  # the asyncio Server, to learn the port picked for 0
+        if isinstance(server, asyncio.base_events.Server) and server.sockets:
+            sock: socket.socket = server.sockets[0]
+            port = int(sock.getsockname()[1])
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._address = f"{host}:{port}"
+        logger.info("http api listening address=%s", self._address)
+
+    async def aclose(self) -> None:
+        """Stop listening and end open requests, within shutdown_timeout plus a margin."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        try:
+            async with asyncio.timeout(self.shutdown_timeout + 3.0):
+                await runner.cleanup()
+        except TimeoutError:
+            logger.warning("http api shutdown timed out address=%s", self._address)
+
+    async def __aenter__(self) -> HTTPServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
