@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 import grpc
 
@@ -23,6 +24,14 @@ from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
 from agent.local.core import LocalAgent
 from agent.membership.client import MembershipClient
+from agent.metrics import (
+    AgentMetrics,
+    Sample,
+    client_samples,
+    local_samples,
+    member_samples,
+    router_samples,
+)
 from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
 from agent.router import Router
 from agent.server.agent import add_health_and_reflection, bind_grpc
@@ -96,6 +105,7 @@ class ClientAgent:
             data_dir=config.data_dir,
             enable_script_checks=config.enable_script_checks,
         )
+        self.metrics = AgentMetrics(self.metric_samples)
         self.grpc_server: grpc.aio.Server | None = None
         self._had_servers = False
 
@@ -132,6 +142,18 @@ class ClientAgent:
 
     async def members(self, wan: bool) -> list[mpb.Member]:
         return list(self.membership.members.values())
+
+    def metric_samples(self) -> Iterator[Sample]:
+        yield from client_samples(self.client.stats)
+        yield from router_samples(self.router)
+        yield from local_samples(self.local)
+        yield from member_samples(self.membership.members.values(), self.membership.events, "lan")
+        yield Sample(
+            "consul_membership_reconnects",
+            "counter",
+            "Membership stream reconnects",
+            self.membership.reconnects,
+        )
 
     def describe(self) -> apb.SelfResponse:
         cfg = self.config

@@ -62,6 +62,7 @@ class MemberHub:
         self.pool = pool
         self.members: dict[str, mpb.Member] = {}
         self.index = 0
+        self.events = 0
         self._subs: set[asyncio.Queue[mpb.WatchMembersResponse | None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -110,6 +111,7 @@ class MemberHub:
             self.unsubscribe(sub)
 
     def _publish(self, message: mpb.WatchMembersResponse) -> None:
+        self.events += 1
         for queue in list(self._subs):
             try:
                 queue.put_nowait(message)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,6 +24,13 @@ from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
 from agent.local.core import LocalAgent
 from agent.membership.hub import MemberHub, wan_member
+from agent.metrics import (
+    AgentMetrics,
+    Sample,
+    local_samples,
+    member_samples,
+    router_samples,
+)
 from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
 from agent.router import Router
 from agent.server.endpoints import (
@@ -162,6 +170,7 @@ class ServerAgent:
             heartbeat_interval=self.heartbeat_interval,
         )
         self.dispatch = Dispatcher(config.datacenter, self.forwarder)
+        self.metrics = AgentMetrics(self.metric_samples)
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
@@ -192,6 +201,19 @@ class ServerAgent:
             if m.role == mpb.MEMBER_ROLE_SERVER:
                 view[f"{m.name}.{m.datacenter}"] = wan_member(m)
         return list(view.values())
+
+    def metric_samples(self) -> Iterator[Sample]:
+        yield from router_samples(self.wan_router)
+        yield from local_samples(self.local)
+        yield from member_samples(self.hub.members.values(), self.hub.events, "lan")
+        yield from member_samples(self.wan_hub.members.values(), self.wan_hub.events, "wan")
+        leader = self.leader
+        yield Sample(
+            "consul_server_is_leader",
+            "gauge",
+            "1 on the leader",
+            float(bool(leader and leader.is_leader)),
+        )
 
     def describe(self) -> apb.SelfResponse:
         cfg = self.config

@@ -11,7 +11,9 @@ traceback. ``Dispatcher`` sends a request for another datacenter to
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import grpc
@@ -21,7 +23,7 @@ from google.protobuf.message import Message
 from agent.errors import ConsulError, NoPathToDatacenter
 from agent.rpc.methods import MethodSpec, methods_of, request_datacenter
 
-__all__ = ["Dispatcher", "Forwarder", "service_handler"]
+__all__ = ["RPC_STATS", "Dispatcher", "Forwarder", "RpcStats", "service_handler"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,20 @@ class Forwarder(Protocol):
 
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+@dataclass
+class RpcStats:
+    """Calls served by this process's gRPC listeners, by method and status code."""
+
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def record(self, path: str, code: grpc.StatusCode) -> None:
+        self.calls[(path, code.name)] += 1
+
+
+#: The process-wide counters (one agent per process), read by ``agent.metrics``.
+RPC_STATS = RpcStats()
 
 
 class Dispatcher:
@@ -70,13 +86,17 @@ def _unary(
 ) -> Callable[[Message, Context], Awaitable[Message]]:
     async def handle(request: Message, context: Context) -> Message:
         try:
-            return await call(spec, request)
+            response = await call(spec, request)
+            RPC_STATS.record(spec.path, grpc.StatusCode.OK)
+            return response
         except ConsulError as err:
+            RPC_STATS.record(spec.path, err.grpc_code)
             await context.abort(err.grpc_code, err.message)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
             logger.exception("rpc failed method=%s", spec.path)
+            RPC_STATS.record(spec.path, grpc.StatusCode.INTERNAL)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
         raise AssertionError("unreachable")
 

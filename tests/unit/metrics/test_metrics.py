@@ -1,0 +1,27 @@
+"""Metrics render live samples as Prometheus text and Consul JSON."""
+
+from __future__ import annotations
+
+from agent.metrics import AgentMetrics, Sample
+
+
+def test_prometheus_and_json_from_live_samples() -> None:
+    value = {"n": 1}
+
+    def samples() -> list[Sample]:
+        return [
+            Sample("consul_client_rpc", "counter", "RPCs", value["n"]),
+            Sample("consul_router_servers", "gauge", "servers", 3, {"datacenter": "dc1"}),
+        ]
+
+    metrics = AgentMetrics(samples)
+    text = metrics.prometheus().decode()
+    assert "consul_client_rpc_total 1.0" in text
+    assert 'consul_router_servers{datacenter="dc1"} 3.0' in text
+    value["n"] = 5  # read at each scrape
+    assert "consul_client_rpc_total 5.0" in metrics.prometheus().decode()
+    data = metrics.consul_json()
+    assert {"Name": "consul.client.rpc", "Count": 5, "Sum": 5.0, "Labels": {}} in data["Counters"]
+    assert {"Name": "consul.router.servers", "Value": 3.0, "Labels": {"datacenter": "dc1"}} in data[
+        "Gauges"
+    ]
