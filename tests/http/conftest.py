@@ -1,4 +1,4 @@
-"""Fixtures: the HTTP app over a fake invoker and a fake local agent, behind aiohttp's test client."""
+"""Fixtures: the HTTP app over a fake invoker and a fake local agent, in aiohttp's test client."""
 
 from __future__ import annotations
 
