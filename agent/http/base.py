@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ __all__ = [
     "error_middleware",
     "json_response",
     "meta_headers",
+    "text_response",
 ]
 
 logger = logging.getLogger(__name__)
@@ -101,8 +103,9 @@ def text_response(status: int, text: str) -> web.Response:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.monotonic()
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException:
         raise
     except asyncio.CancelledError:
@@ -120,3 +123,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         logger.exception("request crashed method=%s path=%s", request.method, request.path)
         return text_response(500, "Internal error")
+    logger.debug(
+        "request finished method=%s path=%s status=%d latency_ms=%.1f",
+        request.method,
+        request.path,
+        response.status,
+        (time.monotonic() - started) * 1000,
+    )
+    return response

@@ -10,6 +10,7 @@ naming the field, never a Python error.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aiohttp import web
@@ -22,8 +23,10 @@ from generated.consul.common.v1 import query_pb2 as qpb
 
 __all__ = [
     "MAX_BODY_SIZE",
+    "MAX_DURATION",
     "BodyTooLarge",
     "Fields",
+    "check_duration",
     "decode_json",
     "flag",
     "node_meta",
@@ -38,6 +41,9 @@ __all__ = [
 # for registrations; 1 MiB is generous for any service definition).
 MAX_BODY_SIZE = 1 << 20
 
+# Go's time.Duration holds at most 2^63-1 ns (about 292 years); longer is invalid.
+MAX_DURATION = (2**63 - 1) / 1e9
+
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
@@ -47,6 +53,13 @@ class BodyTooLarge(ConsulError):
 
     http_status = 413
     default_message = "Request body too large"
+
+
+def check_duration(seconds: float, what: str) -> float:
+    """``seconds`` if it is a duration Go could hold, else a 400 naming ``what``."""
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DURATION:
+        raise InvalidArgument(f"{what}: duration out of range")
+    return seconds
 
 
 def flag(query: MultiMapping[str], name: str) -> bool:
@@ -119,7 +132,7 @@ def query_options(request: web.Request) -> qpb.QueryOptions:
             wait = parse_duration(query["wait"])
         except InvalidArgument as exc:
             raise InvalidArgument(f"Invalid wait time: {exc.message}") from None
-        opts.max_wait.CopyFrom(seconds_duration(wait))
+        opts.max_wait.CopyFrom(seconds_duration(check_duration(wait, "Invalid wait time")))
     stale, consistent = flag(query, "stale"), flag(query, "consistent")
     if stale and consistent:
         raise InvalidArgument("Cannot specify ?stale with ?consistent, conflicting semantics.")
@@ -160,9 +173,13 @@ def decode_json(body: bytes) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        return json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
         raise InvalidArgument(f"Request decode failed: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON value {name}")
 
 
 def _fold(key: str) -> str:
@@ -247,7 +264,7 @@ class Fields:
         if not lo <= value <= hi:
             raise InvalidArgument(
                 f"Request decode failed: {self.what}.{names[0]} must be between {lo} and {hi},"
-                f" not {value}"
+                f" not {str(value)[:32]}"
             )
         return value
 
@@ -309,10 +326,14 @@ class Fields:
                 raise InvalidArgument(
                     f"Request decode failed: {self.what}.{names[0]} must not be negative"
                 )
-            return float(value) / 1e9
-        if not isinstance(value, str):
+            seconds = float(value) / 1e9
+        elif isinstance(value, str):
+            try:
+                seconds = parse_duration(value)
+            except InvalidArgument as exc:
+                raise InvalidArgument(
+                    f"Request decode failed: {self.what}.{names[0]}: {exc}"
+                ) from None
+        else:
             raise self._bad(names[0], "a duration", value)
-        try:
-            return parse_duration(value)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"Request decode failed: {self.what}.{names[0]}: {exc}") from None
+        return check_duration(seconds, f"Request decode failed: {self.what}.{names[0]}")

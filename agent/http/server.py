@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from types import TracebackType
 
 from aiohttp import web
@@ -54,10 +53,10 @@ class HTTPServer:
             await self.aclose()
             raise
         port = self.port
-        server = site._server  # the asyncio Server, to learn the port picked for 0
-        if isinstance(server, asyncio.base_events.Server) and server.sockets:
-            sock: socket.socket = server.sockets[0]
-            port = int(sock.getsockname()[1])
+        for sockname in runner.addresses:  # learn the port picked for 0
+            if isinstance(sockname, tuple) and len(sockname) >= 2:
+                port = int(sockname[1])
+                break
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._address = f"{host}:{port}"
         logger.info("http api listening address=%s", self._address)

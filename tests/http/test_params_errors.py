@@ -78,6 +78,8 @@ async def test_token_sources(client: Client, invoker: FakeInvoker) -> None:
         ("wait=forever", "Invalid wait time"),
         ("stale&consistent", "Cannot specify ?stale with ?consistent"),
         ("stale=maybe", "Invalid value for ?stale"),
+        ("index=1&wait=99999999999999h", "Invalid wait time: duration out of range"),
+        ("index=99999999999999999999999", "Invalid index"),
     ],
 )
 async def test_bad_query_params(client: Client, query: str, text: str) -> None:
@@ -128,6 +130,13 @@ async def test_bad_query_params(client: Client, query: str, text: str) -> None:
             json.dumps({"Name": "web", "Weights": {"Passing": 0}}).encode(),
             "Passing must be greater",
         ),
+        # Regression: these once crashed with a 500 (overflowing protobuf Durations, NaN).
+        (b'{"Name": "a", "Check": {"TTL": 1e300}}', "TTL: duration out of range"),
+        (b'{"Name": "a", "Check": {"TTL": "99999999999999999h"}}', "duration out of range"),
+        (b'{"Name": "a", "Check": {"TTL": NaN}}', "Request decode failed"),
+        (b'{"Name": "a", "Port": 1e300}', "must be between 0 and 65535"),
+        (b"[" * 100_000 + b"]" * 100_000, "Request decode failed"),
+        (b"\xff\xfe{}", "Request decode failed"),
     ],
 )
 async def test_bad_service_register_is_400(
