@@ -215,3 +215,22 @@ async def test_wrong_response_type_is_500(client: Client, invoker: FakeInvoker) 
 async def test_pretty(client: Client) -> None:
     resp = await client.get("/v1/agent/self?pretty")
     assert "\n    " in await resp.text()
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        ({"Name": "c", "H2PING": "x:1", "Interval": "1s"}, "H2PING checks are not supported"),
+        ({"Name": "c", "AliasService": "web"}, "AliasService checks are not supported"),
+        ({"Name": "c"}, "must provide TTL"),
+        ({"Name": "c", "TTL": "1s", "Status": "maintenance"}, "must be 'passing'"),
+        ({"Name": "c", "Header": {"A": 1}, "HTTP": "http://x", "Interval": "1s"}, "Header.A"),
+    ],
+)
+async def test_bad_check_register_is_400(
+    client: Client, fake_agent: FakeAgent, body: dict[str, object], text: str
+) -> None:
+    resp = await client.put("/v1/agent/check/register", data=json.dumps(body))
+    assert resp.status == 400
+    assert text in await resp.text()
+    assert not fake_agent.calls

@@ -153,3 +153,26 @@ async def test_server_address_and_bounded_close(
         await srv.aclose()
     writer.close()
     await srv.aclose()  # idempotent
+
+
+async def test_port_in_use_raises_and_cleans_up(
+    invoker: FakeInvoker, fake_agent: FakeAgent
+) -> None:
+    app = build_app(invoker, fake_agent, datacenter="dc1", node_name="node-1")
+    async with HTTPServer(app, "127.0.0.1", 0) as first:
+        port = int(first.address.rpartition(":")[2])
+        second = HTTPServer(
+            build_app(invoker, fake_agent, datacenter="dc1", node_name="node-1"), "127.0.0.1", port
+        )
+        with pytest.raises(OSError):
+            await second.start()
+        assert second.address == ""
+        await second.aclose()
+
+
+async def test_leave_without_callback_is_500(invoker: FakeInvoker, fake_agent: FakeAgent) -> None:
+    app = build_app(invoker, fake_agent, datacenter="dc1", node_name="node-1")
+    async with HTTPServer(app, "127.0.0.1", 0) as srv:
+        c = _client(srv)
+        with pytest.raises(consul.ConsulException, match="Leave is not supported"):
+            await asyncio.to_thread(c.agent.leave)
