@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -34,6 +34,10 @@ from generated.consul.common.v1 import query_pb2, types_pb2
 from generated.consul.health.v1 import health_pb2, health_pb2_grpc
 from generated.consul.kv.v1 import kv_pb2, kv_pb2_grpc
 from generated.consul.membership.v1 import membership_pb2 as mpb
+
+if TYPE_CHECKING:
+    from agent.client.agent import ClientAgent
+    from agent.server.agent import ServerAgent
 
 __all__ = ["main"]
 
@@ -95,18 +99,24 @@ async def run_agent(config: AgentConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    agent: ServerAgent | ClientAgent
     if config.server:
         from agent.server.agent import ServerAgent
 
-        async with ServerAgent(config):
-            await stop.wait()
-            logger.info("signal received: leaving gracefully")
+        agent = ServerAgent(config)
     else:
         from agent.client.agent import ClientAgent
 
-        async with ClientAgent(config):
-            await stop.wait()
-            logger.info("signal received: leaving gracefully")
+        agent = ClientAgent(config)
+    async with agent:
+        stopping = asyncio.create_task(stop.wait())
+        leaving = asyncio.create_task(agent.leave_requested.wait())
+        await asyncio.wait([stopping, leaving], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        leaving.cancel()
+        logger.info(
+            "%s: leaving gracefully", "signal received" if stop.is_set() else "leave requested"
+        )
     return 0
 
 

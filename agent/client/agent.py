@@ -22,6 +22,8 @@ import grpc
 from agent.client.client import Client
 from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
+from agent.http.serve import serve_http
+from agent.http.server import HTTPServer
 from agent.local.core import LocalAgent
 from agent.membership.client import MembershipClient
 from agent.metrics import (
@@ -106,6 +108,9 @@ class ClientAgent:
             enable_script_checks=config.enable_script_checks,
         )
         self.metrics = AgentMetrics(self.metric_samples)
+        self.leave_requested = asyncio.Event()
+        self.http: HTTPServer | None = None
+        self.http_address = ""
         self.grpc_server: grpc.aio.Server | None = None
         self._had_servers = False
 
@@ -230,15 +235,30 @@ class ClientAgent:
         await self.membership.start()
         await self.local.start()
         await self.grpc_server.start()
+        if self.config.http_addr:
+            self.http = serve_http(
+                self.config.http_addr,
+                invoker=self.client,
+                agent_endpoint=self.local.endpoint,
+                datacenter=self.config.datacenter,
+                node_name=self.config.node_name,
+                metrics=self.metrics,
+                leave_requested=self.leave_requested,
+            )
+            await self.http.start()
+            self.http_address = self.http.address
         logger.info(
-            "client agent started node=%s datacenter=%s grpc=%s retry_join=%s",
+            "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s",
             self.config.node_name,
             self.config.datacenter,
             self.grpc_address,
+            self.http_address,
             ",".join(self.config.retry_join),
         )
 
     async def aclose(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
         await self.local.aclose()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.membership.aclose(leave=True), 5.0)

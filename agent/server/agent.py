@@ -22,6 +22,8 @@ from grpc_reflection.v1alpha import reflection
 
 from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
+from agent.http.serve import serve_http
+from agent.http.server import HTTPServer
 from agent.local.core import LocalAgent
 from agent.membership.hub import MemberHub, wan_member
 from agent.metrics import (
@@ -171,6 +173,9 @@ class ServerAgent:
         )
         self.dispatch = Dispatcher(config.datacenter, self.forwarder)
         self.metrics = AgentMetrics(self.metric_samples)
+        self.leave_requested = asyncio.Event()
+        self.http: HTTPServer | None = None
+        self.http_address = ""
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
@@ -337,14 +342,27 @@ class ServerAgent:
         await self.grpc_server.start()
         await self.links.start()
         await self.local.start()
+        if cfg.http_addr:
+            self.http = serve_http(
+                cfg.http_addr,
+                invoker=self.dispatch,
+                agent_endpoint=self.local.endpoint,
+                datacenter=cfg.datacenter,
+                node_name=cfg.node_name,
+                metrics=self.metrics,
+                leave_requested=self.leave_requested,
+            )
+            await self.http.start()
+            self.http_address = self.http.address
         self._tasks.append(asyncio.create_task(self._stay_alive(), name="server-heartbeat"))
         logger.info(
-            "server agent started node=%s datacenter=%s store=%s rpc=%s grpc=%s",
+            "server agent started node=%s datacenter=%s store=%s rpc=%s grpc=%s http=%s",
             cfg.node_name,
             cfg.datacenter,
             self.store.kind,
             self.rpc_address,
             self.grpc_address,
+            self.http_address,
         )
 
     async def _stay_alive(self) -> None:
@@ -365,6 +383,8 @@ class ServerAgent:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.http is not None:
+            await self.http.aclose()
         await self.local.aclose()
         await self.links.aclose()
         if leave:

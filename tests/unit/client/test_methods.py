@@ -47,6 +47,9 @@ def test_table_covers_every_service() -> None:
         "consul.kv.v1.KVService",
         "consul.status.v1.StatusService",
         "consul.membership.v1.MembershipService",
+        "consul.session.v1.SessionService",
+        "consul.event.v1.EventService",
+        "consul.txn.v1.TxnService",
     }
     status = methods_of(status_pb2.DESCRIPTOR.services_by_name["StatusService"])
     assert [m.name for m in status] == ["Ping", "Leader", "Peers"]
