@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from google.protobuf.message import Message
 
+from agent.errors import NoServers
 from agent.local.state import LocalState
 from agent.rpc.methods import MethodSpec, method_spec
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
@@ -133,6 +134,13 @@ class AntiEntropy:
                 await self.sync()
             except asyncio.CancelledError:
                 raise
+            except NoServers:
+                # Not a failure: the first server to appear triggers a full sync.
+                logger.debug("anti-entropy waiting for a server")
+                self.in_sync.clear()
+                delay = self.retry_interval
+                next_full = loop.time() + self.retry_interval
+                continue
             except Exception as exc:
                 self.failures += 1
                 self.last_error = str(exc)

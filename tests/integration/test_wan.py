@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -91,6 +93,11 @@ def test_cross_dc_reads_writes_and_blocking(two_dcs) -> None:  # type: ignore[no
             )
         assert not kv.Get(kpb.GetRequest(key="where"), timeout=T).HasField("pair")
 
+        # The same through the dc1 client agent's HTTP API, with ?dc=.
+        url = f"http://{client.http_addr}/v1/catalog/service/web?dc={dc2}"
+        with urllib.request.urlopen(url, timeout=T) as resp:
+            assert [row["Node"] for row in json.loads(resp.read())] == ["web-b"]
+            http_index = int(resp.headers["X-Consul-Index"])
         # A blocking query across the hop wakes when dc2 changes.
         health = health_pb2_grpc.HealthServiceStub(ch)
         first = health.ServiceHealth(
@@ -125,6 +132,10 @@ def test_cross_dc_reads_writes_and_blocking(two_dcs) -> None:  # type: ignore[no
         )
         t.join(40)
         assert result["n"] == 2 and result["elapsed"] < 10
+        # Blocking over HTTP: the index moved past the one seen before the change.
+        with urllib.request.urlopen(f"{url}&index={http_index}&wait=5s", timeout=T) as resp:
+            assert len(json.loads(resp.read())) == 2
+            assert int(resp.headers["X-Consul-Index"]) > http_index
 
         # The dc1 client agent never holds a connection to a dc2 server.
         assert client.proc is not None
