@@ -127,7 +127,7 @@ class AgentProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
-    def stop(self, timeout: float = 10.0) -> int | None:
+    def stop(self, timeout: float = 20.0) -> int | None:
         """SIGINT (graceful leave), then SIGKILL."""
         if self.proc is None:
             return None
