@@ -186,7 +186,8 @@ class Client:
         def backoff(state: RetryCallState) -> float:
             base = self.rpc_hold_timeout / JITTER_FRACTION
             grown = base * 2 ** max(state.attempt_number - 1, 0)
-            jittered = grown * self._rng.uniform(0.5, 1.0)
+            # Consul's RandomStagger: uniform in [0, wait).
+            jittered = grown * self._rng.uniform(0.0, 1.0)
             remaining = hold - (self._clock() - first_check)
             return float(max(min(jittered, remaining), 0.0))
 

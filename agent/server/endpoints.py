@@ -282,6 +282,7 @@ class MembershipEndpoint:
             )
         if (
             member.role == mpb.MEMBER_ROLE_SERVER
+            and not req.wan
             and self.ctx.single_server
             and member.name != self.ctx.name
         ):

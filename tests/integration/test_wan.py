@@ -184,3 +184,24 @@ def test_dc2_server_failure_and_outage(two_dcs) -> None:  # type: ignore[no-unty
         # dc2 returns: recovery without restarts on the dc1 side.
         b1.start()
         wait_until(lambda: instances(ch, "db", dc2) == ["db-b"], timeout=40, what="dc2 back")
+
+
+def test_memory_store_datacenter_joins_the_wan(cluster: Cluster, etcd_server, dc: str) -> None:  # type: ignore[no-untyped-def]
+    dc1, dc2 = dc + "a", dc + "b"
+    a1 = cluster.server(
+        "a1", "--store", "etcd", "--etcd-endpoints", etcd_server.endpoint, "--datacenter", dc1
+    )
+    b1 = cluster.server("b1", "--datacenter", dc2, "--retry-join-wan", a1.rpc_addr)  # memory store
+    for server in (a1, b1):
+        wait_until(
+            lambda s=server: wan_names(s) >= {f"a1.{dc1}", f"b1.{dc2}"}, timeout=30, what="WAN view"
+        )
+    with grpc.insecure_channel(b1.grpc_addr) as ch2:
+        catalog_pb2_grpc.CatalogServiceStub(ch2).Register(
+            cpb.RegisterRequest(
+                node=pb.Node(name="m", address="10.3.0.1"), service=pb.Service(name="mem")
+            ),
+            timeout=T,
+        )
+    with grpc.insecure_channel(a1.grpc_addr) as ch:
+        wait_until(lambda: instances(ch, "mem", dc2) == ["m"], what="dc2 (memory) read from dc1")
