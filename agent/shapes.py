@@ -14,21 +14,26 @@ from google.protobuf.duration_pb2 import Duration
 
 from agent.durations import format_duration
 from generated.consul.common.v1 import types_pb2 as pb
+from generated.consul.event.v1 import event_pb2 as epb
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.membership.v1 import membership_pb2 as mpb
+from generated.consul.session.v1 import session_pb2 as sspb
 
 __all__ = [
+    "BEHAVIOR_NAMES",
     "MEMBER_STATUS_CODES",
     "STATUS_NAMES",
     "agent_check_json",
     "agent_service_json",
     "catalog_service_json",
     "check_json",
+    "event_json",
     "kv_json",
     "member_json",
     "node_json",
     "service_entry_json",
     "service_json",
+    "session_json",
     "status_name",
 ]
 
@@ -209,4 +214,49 @@ def member_json(member: mpb.Member) -> dict[str, Any]:
         "DelegateMin": 2,
         "DelegateMax": 5,
         "DelegateCur": 4,
+    }
+
+
+BEHAVIOR_NAMES: dict[int, str] = {
+    sspb.BEHAVIOR_UNSPECIFIED: "release",
+    sspb.BEHAVIOR_RELEASE: "release",
+    sspb.BEHAVIOR_DELETE: "delete",
+}
+
+
+def session_json(session: sspb.Session) -> dict[str, Any]:
+    """A session as ``/v1/session/*`` answers it (Consul's ``Session``).
+
+    ``LockDelay`` is Go's nanoseconds; ``TTL`` a duration string (``""`` for
+    none). ``Checks`` is the deprecated pre-1.7 field, kept for old clients:
+    every check ID the session hangs on, as Consul's ``CheckIDs()``.
+    """
+    lock_delay = session.lock_delay.seconds * 1_000_000_000 + session.lock_delay.nanos
+    ttl = _seconds(session.ttl) if session.HasField("ttl") else 0.0
+    return {
+        "ID": session.id,
+        "Name": session.name,
+        "Node": session.node,
+        "LockDelay": lock_delay,
+        "Behavior": BEHAVIOR_NAMES.get(session.behavior, "release"),
+        "TTL": format_duration(ttl) if ttl > 0 else "",
+        "NodeChecks": list(session.node_checks),
+        "ServiceChecks": [{"ID": c, "Namespace": ""} for c in session.service_checks],
+        "Checks": [*session.node_checks, *session.service_checks],
+        "CreateIndex": session.create_index,
+        "ModifyIndex": session.modify_index,
+    }
+
+
+def event_json(event: epb.Event) -> dict[str, Any]:
+    """A user event as ``/v1/event/*`` answers it (Consul's ``UserEvent``; payload in base64)."""
+    return {
+        "ID": event.id,
+        "Name": event.name,
+        "Payload": base64.b64encode(event.payload).decode() if event.payload else None,
+        "NodeFilter": event.node_filter,
+        "ServiceFilter": event.service_filter,
+        "TagFilter": event.tag_filter,
+        "Version": event.version,
+        "LTime": event.ltime,
     }

@@ -25,9 +25,12 @@ from aiohttp import web
 from agent.http.agent_routes import add_agent_routes
 from agent.http.base import CONTEXT, Context, error_middleware
 from agent.http.catalog_routes import add_catalog_routes, add_health_routes
+from agent.http.event_routes import add_event_routes
 from agent.http.kv_routes import add_kv_routes, add_status_routes
 from agent.http.params import MAX_BODY_SIZE
 from agent.http.protocols import Invoker, LocalAgent
+from agent.http.session_routes import add_session_routes
+from agent.http.txn_routes import add_txn_routes
 
 __all__ = ["build_app"]
 
@@ -40,7 +43,7 @@ def build_app(
     node_name: str,
     on_leave: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
-    """Consul's ``/v1`` API: agent, catalog, health, kv and status."""
+    """Consul's ``/v1`` API: agent, catalog, health, kv, status, session, event and txn."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_SIZE)
     app[CONTEXT] = Context(
         invoker=invoker,
@@ -54,4 +57,7 @@ def build_app(
     add_health_routes(app.router)
     add_kv_routes(app.router)
     add_status_routes(app.router)
+    add_session_routes(app.router)
+    add_event_routes(app.router)
+    add_txn_routes(app.router)
     return app
