@@ -58,6 +58,7 @@ from agent.state.sessions import SessionState
 from agent.state.txn import TxnState
 from agent.store import Store
 from agent.store.factory import open_store
+from agent.store.replica import ReplicaStore
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.catalog.v1 import catalog_pb2
 from generated.consul.common.v1 import types_pb2 as pb
@@ -129,8 +130,10 @@ class ServerAgent:
         self.store: Store = open_store(
             config.store, endpoints=config.etcd_endpoints, namespace=namespace
         )
-        self.catalog = Catalog(self.store)
-        self.kv = KVState(self.store)
+        # With etcd, reads come from a local mirror of the datacenter's keys.
+        self.replica = ReplicaStore(self.store) if self.store.kind == "etcd" else None
+        self.catalog = Catalog(self.store, self.replica)
+        self.kv = KVState(self.store, self.replica)
         self.sessions = SessionState(self.store, self.catalog, self.kv)
         self.events = EventState(self.store)
         self.txn = TxnState(self.store, self.kv)
@@ -277,6 +280,8 @@ class ServerAgent:
     async def start(self) -> None:
         cfg = self.config
         await self.store.start()
+        if self.replica is not None:
+            await self.replica.start()
         self.grpc_server = grpc.aio.server(options=GRPC_OPTIONS)
         self.rpc_address = bind_grpc(self.grpc_server, cfg.rpc_addr)
         if cfg.grpc_addr and cfg.grpc_addr != cfg.rpc_addr:
@@ -398,5 +403,7 @@ class ServerAgent:
         await self.wan_hub.aclose()
         await self.wan_router.aclose()
         await self.pool.aclose()
+        if self.replica is not None:
+            await self.replica.aclose()
         await self.store.aclose()
         logger.info("server agent stopped node=%s", self.config.node_name)

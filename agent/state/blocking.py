@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from agent.store import Store
+from agent.store.replica import ReplicaStore
 
 __all__ = [
     "DEFAULT_WAIT",
@@ -27,6 +28,7 @@ __all__ = [
     "Read",
     "blocking_query",
     "effective_wait",
+    "reader_caught_up",
 ]
 
 T = TypeVar("T")
@@ -68,7 +70,13 @@ async def blocking_query(
     prefixes: Sequence[str],
     read: Callable[[], Awaitable[Read[T]]],
 ) -> Read[T]:
-    """Run ``read``; if ``opts.min_index`` asks for it, block until it moves past."""
+    """Run ``read``; if ``opts.min_index`` asks for it, block until it moves past.
+
+    On a replica, a default or consistent read first waits for the replica to
+    hold every write acknowledged so far (``barrier``); a stale read does not.
+    """
+    if isinstance(store, ReplicaStore) and opts.consistency != "stale":
+        await store.barrier()
     result = await read()
     if opts.min_index <= 0 or result.index > opts.min_index:
         return result
@@ -87,3 +95,9 @@ async def blocking_query(
         # Woken by a change that did not move this result's index (a prefix
         # neighbour): wait for changes after what we have now seen.
         after = max(after, result.store_index)
+
+
+async def reader_caught_up(reader: Store, index: int) -> None:
+    """After a write at ``index``: wait until ``reader`` (a replica) has it."""
+    if isinstance(reader, ReplicaStore):
+        await reader.caught_up(index)

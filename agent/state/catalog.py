@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from agent.errors import ConsulError, InvalidArgument
 from agent.state import keys
-from agent.state.blocking import QueryOpts, Read, blocking_query
+from agent.state.blocking import QueryOpts, Read, blocking_query, reader_caught_up
 from agent.store import Compare, Delete, Entry, Op, Put, Store
 from generated.consul.common.v1 import types_pb2 as pb
 
@@ -128,7 +128,10 @@ class Catalog:
         """Apply ``ops`` with the node guard; (applied, index)."""
         all_ops: list[Op] = [*ops, *(Put(k, b"") for k in sorted(bumps | {keys.idx_node(node)}))]
         applied, index = await self.store.txn([Compare(keys.idx_node(node), view.guard)], all_ops)
-        return index if applied else 0
+        if not applied:
+            return 0
+        await reader_caught_up(self.reader, index)
+        return index
 
     async def register(
         self,

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from agent.errors import CASConflict, ConsulError, InvalidArgument
 from agent.state import keys
-from agent.state.blocking import QueryOpts, Read, blocking_query
+from agent.state.blocking import QueryOpts, Read, blocking_query, reader_caught_up
 from agent.store import Compare, Delete, Entry, Op, Put, Store
 from generated.consul.kv.v1 import kv_pb2
 
@@ -152,6 +152,7 @@ class KVState:
             guard = Compare(keys.kv_key(key), entry.modify_index if entry else 0)
             applied, index = await self.store.txn([guard], ops)
             if applied:
+                await reader_caught_up(self.reader, index)
                 return True, index
             if cas is not None:
                 raise CASConflict(f"CAS failed: key {key!r} is not at index {cas}")
@@ -178,6 +179,7 @@ class KVState:
                 ops += [Delete(e.key), Put(keys.kv_tomb(keys.kv_name(e.key)), b"")]
             applied, index = await self.store.txn(compares, ops)
             if applied:
+                await reader_caught_up(self.reader, index)
                 return index
             if cas is not None:
                 raise CASConflict(f"CAS failed: key {key!r} is not at index {cas}")

@@ -91,6 +91,11 @@ class Delete:
 Op = Put | Delete
 
 
+#: Written by every etcd transaction (see EtcdStore.last_write_index); hidden
+#: from reads and watches, so no caller of a store ever sees it.
+LAST_WRITE_KEY = "\x00last-write"
+
+
 class CompactedError(Exception):
     """``watch`` was asked for an index the store no longer has history for."""
 

@@ -40,7 +40,16 @@ from etcd3aio.lease import LeaseService
 from etcd3aio.watch import WatchService
 
 from agent.errors import InvalidArgument, NotFound, StoreError
-from agent.store.base import CompactedError, Compare, Entry, Event, Op, Put
+from agent.store.base import (
+    LAST_WRITE_KEY,
+    CompactedError,
+    Compare,
+    Delete,
+    Entry,
+    Event,
+    Op,
+    Put,
+)
 from agent.store.memory import validate_ttl, validate_txn
 
 __all__ = ["DEFAULT_TIMEOUT", "EtcdStore", "parse_endpoint"]
@@ -231,20 +240,40 @@ class EtcdStore:
         kv, _, _ = self._services()
         key, end = self._range(prefix)
         resp = await self._call("range", kv.get(key, range_end=end, timeout=self._timeout))
-        return [self._entry(item) for item in resp.kvs], int(resp.header.revision)
+        entries = [self._entry(item) for item in resp.kvs]
+        return [e for e in entries if e.key != LAST_WRITE_KEY], int(resp.header.revision)
 
     # -- writes --------------------------------------------------------------
 
     async def txn(self, compares: Sequence[Compare], ops: Sequence[Op]) -> tuple[bool, int]:
-        validate_txn(compares, ops)
+        # Every write also touches LAST_WRITE_KEY, so that one key's modify
+        # index says how far this namespace has been written (see last_write_index).
+        # Only with a put: a delete of nothing then still takes no index, and a
+        # delete always travels with a put in the state layer's transactions.
+        covered = any(
+            isinstance(op, Delete) and op.prefix and LAST_WRITE_KEY.startswith(op.key) for op in ops
+        )
+        has_put = any(isinstance(op, Put) for op in ops)
+        marked = [*ops, Put(LAST_WRITE_KEY, b"")] if has_put and not covered else list(ops)
+        validate_txn(compares, marked)
         kv, _, _ = self._services()
         guards = [self._compare(c) for c in compares]
-        requests = [self._op(op) for op in ops]
+        requests = [self._op(op) for op in marked]
         # One attempt only: a write that timed out may have been applied.
         resp = await self._call(
             "txn", kv.txn(guards, requests, timeout=self._timeout, max_attempts=1)
         )
         return bool(resp.succeeded), int(resp.header.revision)
+
+    async def last_write_index(self) -> int:
+        """The index of the last transaction written in this namespace (0: none).
+
+        etcd's revision is shared by every namespace of a cluster, so a replica
+        of one namespace cannot wait for the cluster's revision; it waits for
+        this one instead.
+        """
+        entry, _ = await self.get(LAST_WRITE_KEY)
+        return entry.modify_index if entry is not None else 0
 
     def _compare(self, cmp: Compare) -> Any:
         key = self._key(cmp.key)
@@ -330,13 +359,21 @@ class EtcdStore:
             self._fail("watch", exc)
         raise StoreError(f"etcd watch on {prefix!r} ended (endpoints {self._where})")
 
-    def watch(self, prefix: str, start_index: int) -> AsyncIterator[Event]:
-        """Every change under ``prefix`` from ``start_index`` (0: from the first iteration)."""
+    def watch(
+        self, prefix: str, start_index: int, *, include_marker: bool = False
+    ) -> AsyncIterator[Event]:
+        """Every change under ``prefix`` from ``start_index`` (0: from the first iteration).
+
+        ``include_marker`` also yields the puts of LAST_WRITE_KEY, which every
+        write makes: a replica needs them to know how far it has caught up.
+        """
         if start_index < 0:
             raise InvalidArgument(f"watch start index must be >= 0, not {start_index}")
-        return self._watch(prefix, start_index)
+        return self._watch(prefix, start_index, include_marker)
 
-    async def _watch(self, prefix: str, start_index: int) -> AsyncIterator[Event]:
+    async def _watch(
+        self, prefix: str, start_index: int, include_marker: bool = False
+    ) -> AsyncIterator[Event]:
         _, _, watch = self._services()
         if start_index == 0:
             _, current = await self.get("")
@@ -356,7 +393,9 @@ class EtcdStore:
                             f"etcd watch on {prefix!r} cancelled: {resp.cancel_reason}"
                         )
                     for ev in resp.events:
-                        yield self._event(ev)
+                        event = self._event(ev)
+                        if include_marker or event.key != LAST_WRITE_KEY:
+                            yield event
         except (EtcdError, grpc.aio.AioRpcError) as exc:
             self._fail("watch", exc)
 

@@ -156,6 +156,43 @@ class MemoryStore:
         self._publish(events)
         return index
 
+    # -- replication (agent.store.replica) --------------------------------------
+
+    def reset(self, entries: Iterable[Entry], index: int) -> None:
+        """Replace the whole content with a snapshot of another store at ``index``.
+
+        Waiters are woken (their prefixes may have changed while we were not
+        looking) and watchers end with CompactedError, since the history
+        between the old content and the snapshot is unknown.
+        """
+        self._data = {e.key: e for e in entries}
+        self._keys = sorted(self._data)
+        self._index = max(index, 1)
+        self._history.clear()
+        self._compacted = self._index
+        for waiters in self._waiters.values():
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        for subs in self._subscribers.values():
+            for sub in subs:  # they raise CompactedError once their queue drains
+                sub.lagged_at = sub.lagged_at or self._index + 1
+
+    def replicate(self, events: Sequence[Event]) -> None:
+        """Apply changes another store made, keeping their indexes and entries."""
+        if not events:
+            return
+        for event in events:
+            if event.kind == "put" and event.entry is not None:
+                if event.key not in self._data:
+                    bisect.insort(self._keys, event.key)
+                self._data[event.key] = event.entry
+            elif event.key in self._data:
+                del self._data[event.key]
+                del self._keys[bisect.bisect_left(self._keys, event.key)]
+        self._index = max(self._index, max(e.index for e in events))
+        self._publish(list(events))
+
     def _put(self, op: Put, index: int) -> Event:
         old = self._data.get(op.key)
         if old is None:

@@ -53,6 +53,15 @@ def _serving(address: str, timeout: float = 1.0) -> bool:
         return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+def known_servers(agent: AgentProcess) -> list[str]:
+    """Names in the agent's local router list, in order (AgentService.Self)."""
+    from generated.consul.agent.v1 import agent_pb2, agent_pb2_grpc
+
+    with grpc.insecure_channel(agent.grpc_addr) as channel:
+        me = agent_pb2_grpc.AgentServiceStub(channel).Self(agent_pb2.SelfRequest(), timeout=5)
+    return [s.name for r in me.routers if r.datacenter == me.datacenter for s in r.servers]
+
+
 @dataclass
 class AgentProcess:
     name: str
@@ -154,9 +163,13 @@ class Cluster:
         return agent.start(wait)
 
     def client(self, name: str, *args: str, wait: bool = True) -> AgentProcess:
+        """A client agent; with ``wait``, also until its router knows a server."""
         agent = AgentProcess(name, list(args), self.log_dir)
         self.agents.append(agent)
-        return agent.start(wait)
+        agent.start(wait)
+        if wait:
+            wait_until(lambda: known_servers(agent), what=f"{name} to know a server")
+        return agent
 
     def stop_all(self) -> None:
         for agent in reversed(self.agents):
