@@ -128,7 +128,9 @@ def test_demo_once_runs_the_whole_scenario(tmp_path: Path) -> None:
         "Stopped.",
     ):
         assert expected in out, f"missing {expected!r} in:\n{out}"
-    assert re.search(r"^  [1-4]\. ok ", out, re.M)
+    assert len(re.findall(r"^  [1-4]\. ok ", out, re.M)) == 4, out
+    # curl lines only when the agents answer HTTP.
+    assert "curl http://127.0.0.1:" in out or "do not serve the HTTP API" in out
     assert "FAILED" not in out and "skipped" not in out
     assert "Traceback" not in res.stderr, res.stderr
     # Torn down: every process it started is gone, and its directory removed.
