@@ -207,8 +207,8 @@ async def wan_view(lan: MemberHub, wan: MemberHub) -> AsyncIterator[mpb.WatchMem
                 servers = [wan_member(m) for m in item.members if _is_server(m)]
                 if not servers:
                     continue
-                del item.members[:]
-                item.members.extend(servers)
+                # A new message: the hub's is shared by every subscriber's queue.
+                item = mpb.WatchMembersResponse(type=item.type, members=servers, index=item.index)
             await merged.put(item)
 
     tasks = [
