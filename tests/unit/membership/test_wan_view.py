@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from generated.consul.membership.v1 import membership_pb2 as mpb
-
 from agent.membership.hub import MemberHub, wan_view
 from agent.state.members import Members
 from agent.store.memory import MemoryStore
+from generated.consul.membership.v1 import membership_pb2 as mpb
 
 
 def server(name: str) -> mpb.Member:
