@@ -151,3 +151,31 @@ def test_sessions_and_locks_over_http(agent: AgentProcess) -> None:
     assert c.kv.get("locks/leader")[1]["Session"] == sid
     assert c.session.destroy(sid) is True
     assert "Session" not in c.kv.get("locks/leader")[1]
+
+
+def test_node_and_service_maintenance_with_py_consul(agent: AgentProcess) -> None:
+    c = client_for(agent)
+    c.agent.service.register("maint", service_id="maint-1", port=1, check=consul.Check.ttl("60s"))
+    c.agent.check.ttl_pass("service:maint-1")
+    wait_until(lambda: len(c.health.service("maint", passing=True)[1]) == 1, what="passing")
+    c.agent.service.maintenance("maint-1", True, "deploying")
+    wait_until(lambda: c.health.service("maint", passing=True)[1] == [], what="service maintenance")
+    _, checks = c.health.checks("maint")
+    maint = [chk for chk in checks if chk["CheckID"] == "_service_maintenance:maint-1"]
+    assert maint and maint[0]["Status"] == "critical" and maint[0]["Notes"] == "deploying"
+    c.agent.service.maintenance("maint-1", False)
+    wait_until(lambda: len(c.health.service("maint", passing=True)[1]) == 1, what="back")
+    c.agent.maintenance(True, "host work")
+    wait_until(lambda: c.health.service("maint", passing=True)[1] == [], what="node maintenance")
+    c.agent.maintenance(False)
+    wait_until(lambda: len(c.health.service("maint", passing=True)[1]) == 1, what="node back")
+
+
+def test_json_logs(cluster: Cluster) -> None:
+    dev = cluster.server("jsonlog", "--dev", "--log-json", "--log-level", "INFO")
+    wait_until(lambda: "server agent started" in dev.log_path.read_text(), what="started line")
+    records = [
+        json.loads(line) for line in dev.log_path.read_text().splitlines() if line.startswith("{")
+    ]
+    started = [r for r in records if "server agent started" in r["@message"]]
+    assert started and started[0]["@level"] == "info" and started[0]["@module"]
