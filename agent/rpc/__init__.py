@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from agent.rpc.methods import (
+    CLIENT_FORWARDED_SERVICES,
+    SERVER_SERVICES,
     MethodSpec,
     all_methods,
     method_spec,
@@ -13,6 +15,8 @@ from agent.rpc.methods import (
 )
 
 __all__ = [
+    "CLIENT_FORWARDED_SERVICES",
+    "SERVER_SERVICES",
     "MethodSpec",
     "all_methods",
     "method_spec",

@@ -24,6 +24,8 @@ from generated.consul.status.v1 import status_pb2
 from generated.consul.txn.v1 import txn_pb2
 
 __all__ = [
+    "CLIENT_FORWARDED_SERVICES",
+    "SERVER_SERVICES",
     "MethodSpec",
     "all_methods",
     "method_spec",
@@ -42,6 +44,19 @@ _FORWARDED_MODULES: tuple[ModuleType, ...] = (
     session_pb2,
     event_pb2,
     txn_pb2,
+)
+
+
+#: Every service a server serves on its RPC address.
+SERVER_SERVICES: tuple[ServiceDescriptor, ...] = tuple(
+    service
+    for module in _FORWARDED_MODULES
+    for service in module.DESCRIPTOR.services_by_name.values()
+)
+#: What a client agent serves by forwarding each call to a server (membership
+#: is the agents' own business, not an application's).
+CLIENT_FORWARDED_SERVICES: tuple[ServiceDescriptor, ...] = tuple(
+    s for s in SERVER_SERVICES if s.full_name != "consul.membership.v1.MembershipService"
 )
 
 

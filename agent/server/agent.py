@@ -35,6 +35,7 @@ from agent.metrics import (
 )
 from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
 from agent.router import Router
+from agent.rpc.methods import SERVER_SERVICES
 from agent.server.endpoints import (
     CatalogEndpoint,
     EventEndpoint,
@@ -60,30 +61,14 @@ from agent.store import Store
 from agent.store.factory import open_store
 from agent.store.replica import ReplicaStore
 from generated.consul.agent.v1 import agent_pb2 as apb
-from generated.consul.catalog.v1 import catalog_pb2
 from generated.consul.common.v1 import types_pb2 as pb
-from generated.consul.event.v1 import event_pb2
-from generated.consul.health.v1 import health_pb2 as consul_health_pb2
-from generated.consul.kv.v1 import kv_pb2
 from generated.consul.membership.v1 import membership_pb2 as mpb
-from generated.consul.session.v1 import session_pb2
-from generated.consul.status.v1 import status_pb2
-from generated.consul.txn.v1 import txn_pb2
 
 __all__ = ["ServerAgent", "bind_grpc"]
 
 logger = logging.getLogger(__name__)
 
-SERVICES = [
-    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"],
-    consul_health_pb2.DESCRIPTOR.services_by_name["HealthService"],
-    kv_pb2.DESCRIPTOR.services_by_name["KVService"],
-    status_pb2.DESCRIPTOR.services_by_name["StatusService"],
-    mpb.DESCRIPTOR.services_by_name["MembershipService"],
-    session_pb2.DESCRIPTOR.services_by_name["SessionService"],
-    event_pb2.DESCRIPTOR.services_by_name["EventService"],
-    txn_pb2.DESCRIPTOR.services_by_name["TxnService"],
-]
+SERVICES = SERVER_SERVICES
 
 AGENT_SERVICE = apb.DESCRIPTOR.services_by_name["AgentService"]
 
