@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from agent.config import AgentConfig, load_config_file, setup_logging
+from agent.config import AgentConfig, load_config_file, setup_logging, with_node_id
 from agent.convert import seconds_duration
 from agent.demo import add_demo_parser, cmd_demo
 from agent.durations import parse_duration
@@ -91,7 +91,7 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
     }
     if args.server:
         flags["server"] = True
-    return config.merged(flags).validated()
+    return with_node_id(config.merged(flags).validated())
 
 
 async def run_agent(config: AgentConfig) -> int:

@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 import sys
+import uuid
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from agent.durations import parse_duration
 from agent.errors import InvalidArgument
 
-__all__ = ["VERSION", "AgentConfig", "load_config_file", "setup_logging"]
+__all__ = ["VERSION", "AgentConfig", "load_config_file", "setup_logging", "with_node_id"]
 
 #: Our version, in Consul's form, as /v1/agent/self reports it.
 VERSION = "1.22.0"
@@ -101,6 +102,24 @@ class AgentConfig:
                 value = tuple(value)
             clean[name] = value
         return replace(self, **clean)
+
+
+def with_node_id(config: AgentConfig) -> AgentConfig:
+    """``config`` with a node ID: the given one, else the one saved under
+    ``<data-dir>/node-id``, else a new UUID (saved there when there is a data dir),
+    as Consul keeps its node ID across restarts."""
+    if config.node_id:
+        return config
+    path = Path(config.data_dir) / "node-id" if config.data_dir else None
+    if path is not None and path.exists():
+        saved = path.read_text().strip()
+        if saved:
+            return replace(config, node_id=saved)
+    node_id = str(uuid.uuid4())
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(node_id + "\n")
+    return replace(config, node_id=node_id)
 
 
 def load_config_file(path: str) -> dict[str, Any]:

@@ -241,7 +241,12 @@ class ServerAgent:
             address=self.rpc_address,
             datacenter=self.config.datacenter,
             role=mpb.MEMBER_ROLE_SERVER,
-            tags={"version": VERSION, "grpc_addr": self.grpc_address, "role": "consul"},
+            tags={
+                "version": VERSION,
+                "grpc_addr": self.grpc_address,
+                "role": "consul",
+                "node_id": self.config.node_id,
+            },
             status=mpb.MEMBER_STATUS_ALIVE,
         )
 

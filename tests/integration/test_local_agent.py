@@ -165,3 +165,18 @@ def test_kill9_restart_keeps_services_and_full_sync_removes_strangers(
             return {s.id for s in got.services}
 
         wait_until(lambda: node_services() == {"keeper"}, what="keeper back, stranger removed")
+
+
+def test_node_id_is_kept_across_restarts(cluster: Cluster, client: AgentProcess) -> None:
+    dev = cluster.agents[0]
+    with grpc.insecure_channel(dev.grpc_addr) as ch:
+        catalog = catalog_pb2_grpc.CatalogServiceStub(ch)
+
+        def node_id() -> str:
+            return catalog.GetNode(cpb.GetNodeRequest(node="c1"), timeout=T).node.id
+
+        first = wait_until(node_id, what="c1's node ID in the catalog")
+        assert len(first) == 36  # a UUID
+        client.stop()
+        client.start()
+        assert wait_until(node_id, what="node ID after restart") == first
