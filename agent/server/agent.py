@@ -284,7 +284,12 @@ class ServerAgent:
             self.rpc_address,
             ttl=max(1, round(cfg.leader_ttl)),
             on_elected=lambda: reconcile_forever(
-                self.catalog, self.lan, cfg.datacenter, wan=self.wan, sessions=self.sessions
+                self.catalog,
+                self.lan,
+                cfg.datacenter,
+                wan=self.wan,
+                sessions=self.sessions,
+                kv=self.kv,
             ),
         )
         ctx = ServerContext(

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from agent.errors import ConsulError
 from agent.state import keys
 from agent.state.blocking import QueryOpts
 from agent.state.catalog import Catalog
+from agent.state.kv import KVState
 from agent.state.members import Members
 from agent.state.sessions import TTL_PREFIX, SessionState
 from generated.consul.common.v1 import types_pb2 as pb
@@ -31,6 +33,9 @@ __all__ = ["SERF_CHECK", "reconcile_forever", "reconcile_once"]
 logger = logging.getLogger(__name__)
 
 SERF_CHECK = "serfHealth"
+#: Consul keeps KV tombstones about 15 minutes (its tombstone GC granularity).
+TOMBSTONE_TTL = 15 * 60.0
+TOMBSTONE_GC_INTERVAL = 60.0
 CONSUL_SERVICE = "consul"
 
 
@@ -100,6 +105,7 @@ async def reconcile_forever(
     interval: float = 1.0,
     wan: Members | None = None,
     sessions: SessionState | None = None,
+    kv: KVState | None = None,
 ) -> None:
     """Run ``reconcile_once`` on every membership change, at least every ``interval``.
 
@@ -111,8 +117,14 @@ async def reconcile_forever(
         prefixes += [wan.prefix, wan.alive_prefix]
     if sessions is not None:
         prefixes += [keys.SESSIONS, TTL_PREFIX, keys.IDX_CHECKS, keys.IDX_NODES]
+    next_gc = time.monotonic() + TOMBSTONE_GC_INTERVAL
     while True:
         try:
+            if kv is not None and time.monotonic() >= next_gc:
+                next_gc = time.monotonic() + TOMBSTONE_GC_INTERVAL
+                reaped = await kv.reap_tombstones(TOMBSTONE_TTL)
+                if reaped:
+                    logger.info("tombstone gc: reaped=%d", reaped)
             index = await reconcile_once(catalog, members, datacenter)
             if wan is not None:
                 index = min(index, await wan.reconcile_liveness())

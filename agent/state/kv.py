@@ -12,6 +12,7 @@ and its lock index; a key held by another session is not acquired.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 from agent.errors import CASConflict, ConsulError, InvalidArgument
@@ -28,6 +29,21 @@ _MAX_TRIES = 20
 
 # A callable that says whether a session ID is live (set by the session layer).
 SessionCheck = Callable[[str], Awaitable[bool]]
+
+
+LOCK_DELAY = "lockdelay/"
+
+
+def tombstone() -> bytes:
+    """A tombstone's value: when it was written (for the GC)."""
+    return str(time.time()).encode()
+
+
+def _stamp(value: bytes, default: float) -> float:
+    try:
+        return float(value.decode() or default)
+    except ValueError:
+        return default
 
 
 def _load(entry: Entry) -> kv_pb2.KVPair:
@@ -126,6 +142,10 @@ class KVState:
             raise InvalidArgument("Conflicting flags: acquire and release")
         if acquire and self.session_live is not None and not await self.session_live(acquire):
             raise InvalidArgument(f"Invalid session {acquire!r}")
+        if acquire:
+            delay, _ = await self.store.get(LOCK_DELAY + key)
+            if delay is not None and time.time() < float(delay.value or 0):
+                return False, delay.modify_index  # in its lock-delay window
         for _ in range(_MAX_TRIES):
             entry, _ = await self.store.get(keys.kv_key(key))
             current = kv_pb2.KVPair.FromString(entry.value) if entry else None
@@ -176,7 +196,7 @@ class KVState:
             compares = [Compare(e.key, e.modify_index) for e in entries]
             ops: list[Op] = []
             for e in entries:
-                ops += [Delete(e.key), Put(keys.kv_tomb(keys.kv_name(e.key)), b"")]
+                ops += [Delete(e.key), Put(keys.kv_tomb(keys.kv_name(e.key)), tombstone())]
             applied, index = await self.store.txn(compares, ops)
             if applied:
                 await reader_caught_up(self.reader, index)
@@ -185,12 +205,34 @@ class KVState:
                 raise CASConflict(f"CAS failed: key {key!r} is not at index {cas}")
         raise ConsulError(f"kv delete: too much contention on key {key!r}")
 
-    async def release_session(self, session: str) -> None:
-        """Release every key ``session`` holds (the session ended)."""
+    async def release_session(self, session: str, lock_delay: float = 0.0) -> None:
+        """Release every key ``session`` holds (the session ended).
+
+        With ``lock_delay``, no other session may acquire those keys for that
+        long (Consul's lock-delay, which gives the old holder time to notice).
+        """
         entries, _ = await self.store.range(keys.KV)
+        until = str(time.time() + lock_delay).encode()
         for entry in entries:
             pair = kv_pb2.KVPair.FromString(entry.value)
             if pair.session == session:
-                await self.put(
-                    keys.kv_name(entry.key), pair.value, flags=pair.flags, release=session
-                )
+                name = keys.kv_name(entry.key)
+                await self.put(name, pair.value, flags=pair.flags, release=session)
+                if lock_delay > 0:
+                    await self.store.txn([], [Put(LOCK_DELAY + name, until)])
+
+    async def reap_tombstones(self, older_than: float, now: float | None = None) -> int:
+        """Leader only: forget tombstones (and lock-delays) older than ``older_than`` s.
+
+        Consul's tombstone GC: a prefix's index may then move back, which
+        blocking clients handle by starting over (the HTTP API and CLI do).
+        """
+        now = time.time() if now is None else now
+        dead: list[Op] = []
+        tombs, _ = await self.store.range(keys.KV_TOMB)
+        dead += [Delete(e.key) for e in tombs if now - _stamp(e.value, now) > older_than]
+        delays, _ = await self.store.range(LOCK_DELAY)
+        dead += [Delete(e.key) for e in delays if now > _stamp(e.value, now)]
+        for start in range(0, len(dead), 64):
+            await self.store.txn([], dead[start : start + 64])
+        return len(dead)

@@ -113,7 +113,8 @@ class SessionState:
             for pair in await self._held(session_id):
                 await self.kv.delete(pair)
         else:
-            await self.kv.release_session(session_id)
+            delay = duration_seconds(session.lock_delay) if session.HasField("lock_delay") else 0.0
+            await self.kv.release_session(session_id, lock_delay=delay)
         ttl_entry, _ = await self.store.get(TTL_PREFIX + session_id)
         ops: list[Op] = [Delete(keys.SESSIONS + session_id), Delete(TTL_PREFIX + session_id)]
         _, index = await self.store.txn([Compare(entry.key, entry.modify_index)], ops)

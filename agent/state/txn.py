@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from agent.errors import ConsulError, InvalidArgument
 from agent.state import keys
-from agent.state.kv import MAX_VALUE_SIZE, KVState, validate_key
+from agent.state.kv import MAX_VALUE_SIZE, KVState, tombstone, validate_key
 from agent.store import Compare, Delete, Entry, Op, Put, Store
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.txn.v1 import txn_pb2 as tpb
@@ -158,7 +158,7 @@ class TxnState:
             final = view[k]
             if final is None:
                 if seen.get(k) is not None:
-                    store_ops += [Delete(keys.kv_key(k)), Put(keys.kv_tomb(k), b"")]
+                    store_ops += [Delete(keys.kv_key(k)), Put(keys.kv_tomb(k), tombstone())]
             else:
                 stored = kv_pb2.KVPair(
                     value=final.value,

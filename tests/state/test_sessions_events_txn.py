@@ -135,3 +135,34 @@ async def test_txn_all_or_nothing(store: Store) -> None:
     assert (await kv.list_prefix(QueryOpts(), "")).value == []
     with pytest.raises(InvalidArgument):
         await txn.apply([tpb.KVOp(verb="explode", key="a")])
+
+
+async def test_lock_delay_after_session_destroy(store: Store) -> None:
+    _, kv, sessions = await setup(store)
+    sid, _ = await sessions.create(
+        sspb.Session(node="n1", lock_delay=Duration(seconds=30)), node_checks_set=False
+    )
+    assert (await kv.put("lock", b"a", acquire=sid))[0]
+    await sessions.destroy(sid)
+    other, _ = await sessions.create(sspb.Session(node="n1"), node_checks_set=False)
+    ok, _ = await kv.put("lock", b"b", acquire=other)
+    assert not ok  # within the lock-delay window
+    nodelay, _ = await sessions.create(
+        sspb.Session(node="n1", lock_delay=Duration(seconds=0)), node_checks_set=False
+    )
+    assert (await kv.put("free", b"x", acquire=nodelay))[0]
+    await sessions.destroy(nodelay)
+    assert (await kv.put("free", b"y", acquire=other))[0]  # no delay: at once
+
+
+async def test_tombstone_gc(store: Store) -> None:
+    import time as _time
+
+    kv = KVState(store)
+    await kv.put("gone/a", b"1")
+    await kv.delete("gone/a")
+    before = await kv.list_prefix(QueryOpts(), "gone/")
+    assert await kv.reap_tombstones(older_than=3600) == 0
+    assert await kv.reap_tombstones(older_than=60, now=_time.time() + 120) == 1
+    after = await kv.list_prefix(QueryOpts(), "gone/")
+    assert after.value == [] and after.index >= 1 and before.value == []
