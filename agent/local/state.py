@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class LocalState:
         data_dir: str = "",
         enable_script_checks: bool = False,
         min_check_interval: float = MIN_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.node_name = node_name
         self.services: dict[str, pb.Service] = {}
@@ -67,6 +69,7 @@ class LocalState:
             self._check_updated,
             enable_script_checks=enable_script_checks,
             min_interval=min_check_interval,
+            clock=clock,
         )
         self._reaper: asyncio.Task[None] | None = None
 
@@ -310,13 +313,19 @@ class LocalState:
 
     # ----- reaping -----------------------------------------------------
 
+    def reap_once(self) -> list[str]:
+        """Deregister services critical for longer than their
+        ``deregister_critical_service_after``; the IDs removed."""
+        removed = []
+        for service_id in self.checks.services_to_reap():
+            if service_id in self.services:
+                logger.info("deregistering service critical for too long service=%s", service_id)
+                with contextlib.suppress(NotFound):
+                    self.remove_service(service_id)
+                    removed.append(service_id)
+        return removed
+
     async def _reap_loop(self) -> None:
         while True:
             await asyncio.sleep(REAP_INTERVAL)
-            for service_id in self.checks.services_to_reap():
-                if service_id in self.services:
-                    logger.info(
-                        "deregistering service critical for too long service=%s", service_id
-                    )
-                    with contextlib.suppress(NotFound):
-                        self.remove_service(service_id)
+            self.reap_once()
