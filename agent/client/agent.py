@@ -21,6 +21,7 @@ import grpc
 
 from agent.client.client import Client
 from agent.config import VERSION, AgentConfig
+from agent.errors import InvalidArgument
 from agent.convert import seconds_duration
 from agent.http.serve import serve_http
 from agent.http.server import HTTPServer
@@ -132,6 +133,9 @@ class ClientAgent:
         )
 
     async def members(self, wan: bool) -> list[mpb.Member]:
+        if wan:
+            # As Consul: the WAN pool is the servers' business.
+            raise InvalidArgument("WAN members are known to server agents only")
         return list(self.membership.members.values())
 
     def metric_samples(self) -> Iterator[Sample]:
