@@ -21,8 +21,8 @@ import grpc
 
 from agent.client.client import Client
 from agent.config import VERSION, AgentConfig
-from agent.errors import InvalidArgument
 from agent.convert import seconds_duration
+from agent.errors import InvalidArgument
 from agent.http.serve import serve_http
 from agent.http.server import HTTPServer
 from agent.local.core import LocalAgent

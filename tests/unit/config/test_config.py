@@ -25,7 +25,6 @@ def test_file_then_flags(tmp_path: Path) -> None:
                 "node_name": "n1",
                 "server": True,
                 "suspect_timeout": "3s",
-                "retry_join": ["a:1"],
             }
         )
     )
