@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,7 +164,7 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-class Child:
+class Child(ABC):
     """One child process in its own session, logging to ``log_path``.
 
     ``stop`` sends a signal, waits (bounded, polling) and SIGKILLs what is left;
@@ -176,8 +177,9 @@ class Child:
         self.hurry = hurry
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @abstractmethod
     def argv(self) -> list[str]:
-        raise NotImplementedError
+        """The command line of this process."""
 
     def spawn(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
