@@ -23,6 +23,7 @@ from agent.shapes import (
     node_json,
     service_entry_json,
 )
+from agent.state.blocking import QueryOpts
 from agent.state.catalog import Catalog
 from agent.state.events import EventState
 from agent.state.kv import KVState
@@ -139,7 +140,7 @@ class CatalogEndpoint:
             summaries = []
             for name in inst.value:
                 rows = await self.ctx.catalog.service_instances(
-                    type(opts)(filter=""), name, (), dict(req.node_meta)
+                    QueryOpts(), name, (), dict(req.node_meta)
                 )
                 kept = _filtered(opts.filter, rows.value, lambda r: catalog_service_json(*r))
                 if kept:

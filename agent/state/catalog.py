@@ -188,9 +188,7 @@ class Catalog:
         if view.node is None or not skip_node_update:
             new_node = pb.Node()
             new_node.CopyFrom(node)
-            if view.node is not None and skip_node_update:
-                new_node = _load_node(view.node)
-            elif view.node is not None and not new_node.id:
+            if view.node is not None and not new_node.id:
                 new_node.id = pb.Node.FromString(view.node.value).id
             if not new_node.address and view.node is not None:
                 new_node.address = pb.Node.FromString(view.node.value).address
@@ -201,8 +199,6 @@ class Catalog:
                 ops.append(Put(keys.node_key(name), value))
                 bumps |= {keys.IDX_NODES, keys.IDX_SERVICES}
                 node_changed = True
-        elif view.node is None:
-            raise InvalidArgument("Must provide address")
         changed_services: set[str] = set()
         if service is not None:
             old = services.get(service.id)
