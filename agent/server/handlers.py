@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
-from agent.errors import ConsulError, NoPathToDatacenter
+from agent.errors import ConsulError, NoPathToDatacenter, abort
 from agent.rpc.methods import MethodSpec, methods_of, request_datacenter
 
 __all__ = ["RPC_STATS", "Dispatcher", "Forwarder", "RpcStats", "service_handler"]
@@ -91,7 +91,7 @@ def _unary(
             return response
         except ConsulError as err:
             RPC_STATS.record(spec.path, err.grpc_code)
-            await context.abort(err.grpc_code, err.message)
+            await abort(context, err)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
@@ -111,7 +111,7 @@ def _stream(
             async for item in fn(request):
                 yield item
         except ConsulError as err:
-            await context.abort(err.grpc_code, err.message)
+            await abort(context, err)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
