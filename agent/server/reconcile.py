@@ -36,6 +36,9 @@ SERF_CHECK = "serfHealth"
 #: Consul keeps KV tombstones about 15 minutes (its tombstone GC granularity).
 TOMBSTONE_TTL = 15 * 60.0
 TOMBSTONE_GC_INTERVAL = 60.0
+#: Every member is registered again this often, as Consul's leader reconciles
+#: all Serf members every 60 s besides reacting to member events.
+FULL_RECONCILE_INTERVAL = 60.0
 CONSUL_SERVICE = "consul"
 
 
@@ -76,8 +79,19 @@ async def _register_member(catalog: Catalog, member: mpb.Member, datacenter: str
         await catalog.register(node, None, [check])
 
 
-async def reconcile_once(catalog: Catalog, members: Members, datacenter: str) -> int:
-    """One pass; the store index the member list was read at."""
+async def reconcile_once(
+    catalog: Catalog,
+    members: Members,
+    datacenter: str,
+    reconciled: dict[str, bytes] | None = None,
+) -> int:
+    """One pass; the store index the member list was read at.
+
+    ``reconciled`` remembers each member as last registered: a member that has
+    not changed since is not registered again (each registration reads its
+    node from the store), so a pass over a quiet cluster is cheap. The caller
+    clears it now and then to repair what changed behind our back.
+    """
     index = await members.reconcile_liveness()
     current, _ = await members.list()
     wanted = {
@@ -85,9 +99,16 @@ async def reconcile_once(catalog: Catalog, members: Members, datacenter: str) ->
         for m in current
         if m.status in (mpb.MEMBER_STATUS_ALIVE, mpb.MEMBER_STATUS_FAILED)
     }
+    memo = {} if reconciled is None else reconciled
+    for name in set(memo) - set(wanted):
+        del memo[name]
     for member in wanted.values():
+        state = member.SerializeToString(deterministic=True)
+        if memo.get(member.name) == state:
+            continue
         try:
             await _register_member(catalog, member, datacenter)
+            memo[member.name] = state
         except ConsulError as exc:
             logger.warning("reconcile: register failed member=%s error=%s", member.name, exc)
     serf = await catalog.checks_in_state(QueryOpts(), pb.HEALTH_STATUS_UNSPECIFIED)
@@ -118,6 +139,8 @@ async def reconcile_forever(
     if sessions is not None:
         prefixes += [keys.SESSIONS, TTL_PREFIX, keys.IDX_CHECKS, keys.IDX_NODES]
     next_gc = time.monotonic() + TOMBSTONE_GC_INTERVAL
+    next_full = time.monotonic() + FULL_RECONCILE_INTERVAL
+    reconciled: dict[str, bytes] = {}
     while True:
         try:
             if kv is not None and time.monotonic() >= next_gc:
@@ -125,7 +148,10 @@ async def reconcile_forever(
                 reaped = await kv.reap_tombstones(TOMBSTONE_TTL)
                 if reaped:
                     logger.info("tombstone gc: reaped=%d", reaped)
-            index = await reconcile_once(catalog, members, datacenter)
+            if time.monotonic() >= next_full:
+                next_full = time.monotonic() + FULL_RECONCILE_INTERVAL
+                reconciled.clear()
+            index = await reconcile_once(catalog, members, datacenter, reconciled)
             if wan is not None:
                 index = min(index, await wan.reconcile_liveness())
             if sessions is not None:
