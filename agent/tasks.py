@@ -92,3 +92,20 @@ class Background:
                 self.owner,
                 timeout,
             )
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any], timeout: float | None = None) -> None:
+    """Cancel ``tasks`` and wait for them to finish (at most ``timeout`` seconds).
+
+    Unlike ``task.cancel(); with suppress(CancelledError): await task``, the
+    caller's own cancellation is not swallowed: ``asyncio.wait`` raises it. A
+    task that ended with an error is logged, not raised.
+    """
+    live = {t for t in tasks if not t.done()}
+    for task in live:
+        task.cancel()
+    if live:
+        await asyncio.wait(live, timeout=timeout)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            logger.warning("task failed name=%s error=%r", task.get_name(), task.exception())

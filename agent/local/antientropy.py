@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from agent.errors import NoServers
 from agent.local.state import LocalState
 from agent.rpc.methods import MethodSpec, method_spec
+from agent.tasks import cancel_and_wait
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
 from generated.consul.common.v1 import query_pb2 as qpb
 from generated.consul.common.v1 import types_pb2 as pb
@@ -112,9 +113,7 @@ class AntiEntropy:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     def _next_full(self) -> float:
         scaled = scale_interval(self.interval, self.cluster_size())

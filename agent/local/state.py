@@ -30,6 +30,7 @@ from agent.checks.spec import MIN_INTERVAL
 from agent.convert import check_name
 from agent.errors import InvalidArgument, NotFound
 from agent.local.convert import STATUS_PB, check_type, definition_from_spec, spec_from_definition
+from agent.tasks import cancel_and_wait
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
 
@@ -84,9 +85,7 @@ class LocalState:
 
     async def aclose(self) -> None:
         if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+            await cancel_and_wait(self._reaper)
         await self.checks.aclose()
 
     # ----- change notification ----------------------------------------

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from agent.state import keys
 from agent.state.members import load_member
 from agent.store import CompactedError, Event, Store
+from agent.tasks import cancel_and_wait
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
 __all__ = ["MemberHub", "Subscription"]
@@ -77,9 +78,7 @@ class MemberHub:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         for queue in list(self._subs):
             queue.put_nowait(None)
         self._subs.clear()

@@ -19,7 +19,6 @@ already multiplexes every call to one server:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -32,6 +31,7 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from agent.rpc.methods import MethodSpec, method_spec
+from agent.tasks import cancel_and_wait
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -175,9 +175,7 @@ class ConnPool:
             return
         self._closed = True
         if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+            await cancel_and_wait(self._reaper)
             self._reaper = None
         conns = list(self._conns.values()) + list(self._retired)
         self._conns.clear()

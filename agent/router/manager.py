@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from agent.router.server import Server
+from agent.tasks import cancel_and_wait
 
 __all__ = [
     "MIN_REBALANCE_INTERVAL",
@@ -330,9 +331,7 @@ class Manager:
         """Stop the rebalance loop (a ping in progress is cancelled)."""
         task, self._loop_task = self._loop_task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -20,6 +20,7 @@ from typing import Any
 from agent.errors import StoreError
 from agent.state import keys
 from agent.store import Compare, Put, Store
+from agent.tasks import cancel_and_wait
 
 __all__ = ["LeaderElection"]
 
@@ -55,9 +56,7 @@ class LeaderElection:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         if self._lease:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.store.revoke_lease(self._lease), 2.0)
@@ -131,7 +130,5 @@ class LeaderElection:
             self.is_leader = False
             self._lease = 0
             if work is not None:
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await work
+                await cancel_and_wait(work)
             self.leader_name = self.leader_address = ""
