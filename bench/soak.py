@@ -111,7 +111,7 @@ class Load:
     async def _vanishing_query(self) -> None:
         """A blocking query on a raw socket, closed before the server answers."""
         try:
-            reader, writer = await asyncio.wait_for(
+            _reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), 5
             )
         except (OSError, TimeoutError):
