@@ -85,15 +85,18 @@ class ServerAgent(AgentBase):
         self.sessions = SessionState(self.store, self.catalog, self.kv)
         self.events = EventState(self.store)
         self.txn = TxnState(self.store, self.kv)
+        # Membership reads (every heartbeat checks its alive key) come from the
+        # replica on etcd; writes and the liveness lease go to the store.
+        members_store: Store = self.replica or self.store
         self.lan = Members(
-            self.store,
+            members_store,
             "lan",
             suspect_timeout=config.suspect_timeout,
             reconnect_timeout=config.reconnect_timeout,
         )
         self.hub = MemberHub(self.store, "lan")
         self.wan = Members(
-            self.store,
+            members_store,
             "wan",
             suspect_timeout=config.suspect_timeout,
             reconnect_timeout=config.reconnect_timeout,
@@ -289,6 +292,9 @@ class ServerAgent(AgentBase):
         self.on_stop(stack, "pool", self.pool.aclose)
         self.wan_router.start()
         self.on_stop(stack, "wan-router", self.wan_router.aclose)
+        for pool in (self.lan, self.wan):
+            await pool.start()
+            self.on_stop(stack, f"liveness-{pool.pool}", pool.aclose)
         await self.lan.join(self.member)
         self.on_stop(
             stack,
