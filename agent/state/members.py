@@ -30,9 +30,11 @@ TTL runs out.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import math
 import time
+from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -93,6 +95,9 @@ class Members:
         #: Members heartbeating to this server: name -> (monotonic time last
         #: heard, index at which we bound their alive key to our lease).
         self.heard: dict[str, tuple[float, int]] = {}
+        # Decoded member records by key, with the index they were decoded at:
+        # a pass over 5,000 unchanged members decodes none of them.
+        self._decoded: dict[str, tuple[int, mpb.Member]] = {}
         self._lease = 0
         self._lease_lock = asyncio.Lock()
         self._loops = Background(f"liveness-{pool}")
@@ -238,9 +243,25 @@ class Members:
             ],
         )
 
-    async def list(self) -> tuple[list[mpb.Member], int]:
+    async def list(self) -> tuple[Sequence[mpb.Member], int]:
+        """Every member record, by name (shared, read-only messages), and the index."""
         entries, index = await self.store.range(self.prefix)
-        return [load_member(e) for e in entries], index
+        return self._members_of(entries), index
+
+    def _members_of(self, entries: Sequence[Entry]) -> Sequence[mpb.Member]:
+        out: builtins.list[mpb.Member] = []
+        decoded = self._decoded
+        for e in entries:
+            hit = decoded.get(e.key)
+            if hit is None or hit[0] != e.modify_index:
+                hit = (e.modify_index, load_member(e))
+                decoded[e.key] = hit
+            out.append(hit[1])
+        if len(decoded) > len(entries):
+            live = {e.key for e in entries}
+            for key in [k for k in decoded if k not in live]:
+                del decoded[key]
+        return out
 
     async def reconcile_liveness(self, now: float | None = None) -> int:
         """Leader only: FAILED for silent members, REAP after the reconnect timeout.
@@ -251,9 +272,10 @@ class Members:
         entries, index = await self.store.range(self.prefix)
         alive, _ = await self.store.range(self.alive_prefix)
         alive_names = {keys.name_of(e.key) for e in alive}
-        for entry in entries:
-            member = load_member(entry)
-            if member.status == ALIVE and member.name not in alive_names:
+        for entry, cached in zip(entries, self._members_of(entries), strict=True):
+            if cached.status == ALIVE and cached.name not in alive_names:
+                member = mpb.Member()
+                member.CopyFrom(cached)
                 member.status = FAILED
                 member.status_time.CopyFrom(now_ts(now))
                 # Guarded: the record unchanged and still no alive key (a
@@ -265,8 +287,8 @@ class Members:
                     ],
                     [Put(entry.key, member.SerializeToString())],
                 )
-            elif member.status in (FAILED, LEFT):
-                since = member.status_time.ToNanoseconds() / 1e9
+            elif cached.status in (FAILED, LEFT):
+                since = cached.status_time.ToNanoseconds() / 1e9
                 if now - since >= self.reconnect_timeout:
                     await self.store.txn(
                         [Compare(entry.key, entry.modify_index)], [Delete(entry.key)]
