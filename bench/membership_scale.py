@@ -320,7 +320,8 @@ async def main(args: argparse.Namespace) -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
         f"members heartbeating 3 etcd servers (suspect timeout {SUSPECT:g}s), "
-        f"{args.duration:g}s steady state, then SIGKILL of the leader; {args.workers} load processes"
+        f"{args.duration:g}s steady state, then SIGKILL of the leader; "
+        f"{args.workers} load processes"
     )
     rows = []
     for size in sizes:
@@ -333,7 +334,8 @@ async def main(args: argparse.Namespace) -> None:
             f"p99 {r['steady_p99']:6.1f} ms (goal < 250), after kill p99 {r['after_p99']:7.1f} ms; "
             f"failed beats {r['failed_steady']}/{r['failed_after']} of {r['beats']}; "
             f"wrongly FAILED {r['wrong_steady']} steady, {r['wrong_after']} across the kill "
-            f"(goal 0); all joined and reconciled in {r['joined_in']:.0f} s; servers CPU {cpu}, RSS MiB {rss}; reconcile lag {r['lag']:.2f} s; "
+            f"(goal 0); all joined and reconciled in {r['joined_in']:.0f} s; "
+            f"servers CPU {cpu}, RSS MiB {rss}; reconcile lag {r['lag']:.2f} s; "
             f"store writes {r['writes_per_min']:.0f}/min in steady state",
             flush=True,
         )
