@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -195,11 +196,11 @@ async def reconcile_lag(server: AgentProcess) -> float:
     return float("nan")
 
 
-async def etcd_revision(etcd: EtcdServer) -> int:
+async def etcd_revision(endpoint: str) -> int:
     """etcd's current revision: every write to the store bumps it."""
     from agent.store.etcd import EtcdStore
 
-    async with EtcdStore([etcd.endpoint], "/bench-probe/") as store:
+    async with EtcdStore([endpoint], "/bench-probe/") as store:
         _, revision = await store.get("none")
     return revision
 
@@ -213,13 +214,14 @@ async def one_size(size: int, args: argparse.Namespace) -> dict[str, object]:
                 *("--suspect-timeout", f"{SUSPECT:g}s", *QUIET),
             ]
             servers = [cluster.server(f"scale-s{i}", *flags) for i in (1, 2, 3)]
-            return await drive(size, args, servers, etcd)
+            args.etcd_endpoint = etcd.endpoint
+            return await drive(size, args, servers)
         finally:
             await asyncio.to_thread(cluster.stop_all)
 
 
 async def drive(
-    size: int, args: argparse.Namespace, servers: list[AgentProcess], etcd: EtcdServer
+    size: int, args: argparse.Namespace, servers: list[AgentProcess]
 ) -> dict[str, object]:
     join_spread = size / 250  # joins at about 250/s
     # The load processes run until a fixed time; the steady state starts once
@@ -246,12 +248,36 @@ async def drive(
                 stdout=subprocess.PIPE,
             )
         )
+
     async def all_in_catalog() -> bool:
-        async with grpc.aio.insecure_channel(servers[0].rpc_addr) as ch:
-            resp = await catalog_pb2_grpc.CatalogServiceStub(ch).ListNodes(
-                cpb.ListNodesRequest(), timeout=CALL_TIMEOUT
-            )
+        try:
+            async with grpc.aio.insecure_channel(servers[0].rpc_addr) as ch:
+                resp = await catalog_pb2_grpc.CatalogServiceStub(ch).ListNodes(
+                    cpb.ListNodesRequest(), timeout=30
+                )
+        except grpc.aio.AioRpcError:
+            return False  # a busy server during the joins: not yet
         return len(resp.nodes) >= size + len(servers)
+
+    try:
+        return await _measure(size, args, servers, procs, all_in_catalog, started, join_spread)
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+
+
+async def _measure(
+    size: int,
+    args: argparse.Namespace,
+    servers: list[AgentProcess],
+    procs: list[asyncio.subprocess.Process],
+    all_in_catalog: Callable[[], Awaitable[bool]],
+    started: float,
+    join_spread: float,
+) -> dict[str, object]:
+    etcd_endpoint = args.etcd_endpoint
 
     ready_by = time.monotonic() + join_spread + 120
     while not await all_in_catalog():
@@ -261,14 +287,15 @@ async def drive(
     steady_from = time.time()
     kill_at = steady_from + args.duration
     cpu0 = {s.name: cpu_seconds(s.proc.pid) for s in servers if s.proc}  # type: ignore[union-attr]
-    rev0 = await etcd_revision(etcd)
+    rev0 = await etcd_revision(etcd_endpoint)
     t0 = time.monotonic()
     wrongly_failed_steady: set[str] = set()
     while time.time() < kill_at:
-        wrongly_failed_steady |= set(await failed_members(servers[0]))
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            wrongly_failed_steady |= set(await failed_members(servers[0]))
         await asyncio.sleep(min(2.0, max(0.0, kill_at - time.time())))
     steady_seconds = time.monotonic() - t0
-    rev1 = await etcd_revision(etcd)
+    rev1 = await etcd_revision(etcd_endpoint)
     cpu = {
         s.name: (cpu_seconds(s.proc.pid) - cpu0[s.name]) / steady_seconds  # type: ignore[union-attr]
         for s in servers
