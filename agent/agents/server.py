@@ -41,6 +41,7 @@ from agent.server.endpoints import (
 )
 from agent.server.leader import LeaderElection
 from agent.server.reconcile import reconcile_forever
+from agent.server.snapshots import SnapshotEndpoint
 from agent.server.wan import WanForwarder, WanLinks
 from agent.state.catalog import Catalog
 from agent.state.events import EventState
@@ -276,6 +277,7 @@ class ServerAgent(AgentBase):
             SessionEndpoint(ctx),
             EventEndpoint(ctx),
             TxnEndpoint(ctx),
+            SnapshotEndpoint(self.store, cfg.datacenter),
         ]
         for service, endpoint in zip(SERVER_SERVICES, endpoints, strict=True):
             self.dispatch.register(service, endpoint)

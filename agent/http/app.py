@@ -30,6 +30,7 @@ from agent.http.kv_routes import add_kv_routes, add_status_routes
 from agent.http.params import MAX_BODY_SIZE
 from agent.http.protocols import Invoker, LocalAgent
 from agent.http.session_routes import add_session_routes
+from agent.http.snapshot_routes import add_snapshot_routes
 from agent.http.txn_routes import add_txn_routes
 
 __all__ = ["build_app"]
@@ -60,4 +61,5 @@ def build_app(
     add_session_routes(app.router)
     add_event_routes(app.router)
     add_txn_routes(app.router)
+    add_snapshot_routes(app.router)
     return app

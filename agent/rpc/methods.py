@@ -20,6 +20,7 @@ from generated.consul.health.v1 import health_pb2
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.membership.v1 import membership_pb2
 from generated.consul.session.v1 import session_pb2
+from generated.consul.snapshot.v1 import snapshot_pb2
 from generated.consul.status.v1 import status_pb2
 from generated.consul.txn.v1 import txn_pb2
 
@@ -44,6 +45,7 @@ _FORWARDED_MODULES: tuple[ModuleType, ...] = (
     session_pb2,
     event_pb2,
     txn_pb2,
+    snapshot_pb2,
 )
 
 
