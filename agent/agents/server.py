@@ -28,6 +28,7 @@ from agent.pool import ConnPool
 from agent.router import Router
 from agent.rpc.handlers import Dispatcher, Forwarder
 from agent.rpc.methods import SERVER_SERVICES
+from agent.server.config_entries import ConfigEndpoint
 from agent.server.endpoints import (
     CatalogEndpoint,
     EventEndpoint,
@@ -44,6 +45,7 @@ from agent.server.reconcile import reconcile_forever
 from agent.server.snapshots import SnapshotEndpoint
 from agent.server.wan import WanForwarder, WanLinks
 from agent.state.catalog import Catalog
+from agent.state.config_entries import ConfigEntries
 from agent.state.events import EventState
 from agent.state.kv import KVState
 from agent.state.members import Members
@@ -86,6 +88,7 @@ class ServerAgent(AgentBase):
         self.sessions = SessionState(self.store, self.catalog, self.kv)
         self.events = EventState(self.store)
         self.txn = TxnState(self.store, self.kv)
+        self.config_entries = ConfigEntries(self.store, self.replica)
         # Membership reads (every heartbeat checks its alive key) come from the
         # replica on etcd; writes and the liveness lease go to the store.
         members_store: Store = self.replica or self.store
@@ -278,6 +281,7 @@ class ServerAgent(AgentBase):
             EventEndpoint(ctx),
             TxnEndpoint(ctx),
             SnapshotEndpoint(self.store, cfg.datacenter),
+            ConfigEndpoint(self.config_entries, ctx.meta),
         ]
         for service, endpoint in zip(SERVER_SERVICES, endpoints, strict=True):
             self.dispatch.register(service, endpoint)

@@ -15,6 +15,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from generated.consul.catalog.v1 import catalog_pb2
+from generated.consul.config.v1 import config_pb2
 from generated.consul.event.v1 import event_pb2
 from generated.consul.health.v1 import health_pb2
 from generated.consul.kv.v1 import kv_pb2
@@ -46,6 +47,7 @@ _FORWARDED_MODULES: tuple[ModuleType, ...] = (
     event_pb2,
     txn_pb2,
     snapshot_pb2,
+    config_pb2,
 )
 
 
