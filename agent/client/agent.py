@@ -234,6 +234,7 @@ class ClientAgent:
                 node_name=self.config.node_name,
                 metrics=self.metrics,
                 leave_requested=self.leave_requested,
+                ui=self.config.ui,
             )
             await self.http.start()
             self.http_address = self.http.address

@@ -31,6 +31,7 @@ from agent.http.params import MAX_BODY_SIZE
 from agent.http.protocols import Invoker, LocalAgent
 from agent.http.session_routes import add_session_routes
 from agent.http.txn_routes import add_txn_routes
+from agent.http.ui_routes import add_ui_routes
 
 __all__ = ["build_app"]
 
@@ -42,6 +43,7 @@ def build_app(
     datacenter: str,
     node_name: str,
     on_leave: Callable[[], Awaitable[None]] | None = None,
+    ui: bool = False,
 ) -> web.Application:
     """Consul's ``/v1`` API: agent, catalog, health, kv, status, session, event and txn."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_SIZE)
@@ -60,4 +62,5 @@ def build_app(
     add_session_routes(app.router)
     add_event_routes(app.router)
     add_txn_routes(app.router)
+    add_ui_routes(app.router, serve_ui=ui)
     return app

@@ -351,6 +351,7 @@ class ServerAgent:
                 node_name=cfg.node_name,
                 metrics=self.metrics,
                 leave_requested=self.leave_requested,
+                ui=cfg.ui,
             )
             await self.http.start()
             self.http_address = self.http.address
