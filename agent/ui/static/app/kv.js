@@ -118,8 +118,9 @@ export function KVFolder({ dc, folder }) {
       <input ref=${fileInput} type="file" accept="application/json,.json" hidden aria-label="Import file" onChange=${importFile} />
     </${PageHeader}>
     <form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}>
-      <label>Search by key prefix <input type="search" data-search placeholder=${`${folder}…  ( / )`} value=${search}
-        onInput=${(e) => setSearch(e.target.value)} /></label>
+      <div class="filter grow"><label for="f-search">Search by key prefix</label>
+        <input id="f-search" type="search" data-search placeholder=${`${folder}…  ( / )`} value=${search}
+          onInput=${(e) => setSearch(e.target.value)} /></div>
     </form>
     ${message ? html`<p class="notice" role="status">${message}</p>` : null}
     <${ErrorBox} error=${error || listing.error} what="keys" />

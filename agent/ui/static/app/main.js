@@ -1,6 +1,6 @@
 // The app: header (navigation, datacenter switcher), routes, keyboard shortcuts.
 import { render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { useRead } from './api.js';
 import { ClusterPage } from './cluster.js';
 import { KVEditor, KVFolder } from './kv.js';
@@ -49,10 +49,10 @@ function Header({ route }) {
     <a class="brand" href=${uiPath(route.dc, 'services', '')}><span aria-hidden="true">◉</span> consul-grpc</a>
     <nav aria-label="Main"><ul>${SECTIONS.map(([id, label]) => html`<li>
       <a href=${uiPath(route.dc, id, '')} aria-current=${route.section === id ? 'page' : undefined}>${label}</a></li>`)}</ul></nav>
-    <label class="dc">Datacenter
-      <select value=${route.dc} onChange=${switchDc} data-dc-switcher>
+    <div class="dc"><label for="dc-switcher">Datacenter</label>
+      <select id="dc-switcher" value=${route.dc} onChange=${switchDc}>
         ${list.map((dc) => html`<option value=${dc}>${dc}</option>`)}
-      </select></label>
+      </select></div>
   </header>`;
 }
 
@@ -61,10 +61,13 @@ function App() {
   const self = useRead('/v1/agent/self');
   useEffect(() => onNavigate(() => setPathname(location.pathname)), []);
   const route = parse(pathname);
+  const first = useRef(true);
   useEffect(() => {
-    // Move focus to the new page's heading, so keyboard and screen-reader users land on it.
+    // After a navigation (not the first load), move focus to the new page's
+    // heading, so keyboard and screen-reader users land on it.
     const h1 = document.querySelector('main h1');
-    if (h1 && document.activeElement && document.activeElement.tagName !== 'INPUT') h1.focus({ preventScroll: true });
+    if (!first.current && h1) h1.focus({ preventScroll: true });
+    first.current = false;
     document.title = `${route.section ? `${route.section} · ` : ''}${route.dc || ''} · consul-grpc`;
   }, [pathname]);
   if (!route.dc || !route.section) {

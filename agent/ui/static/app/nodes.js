@@ -26,8 +26,9 @@ export function NodesPage({ dc }) {
   return html`
     <${PageHeader} title="Nodes" count=${data ? nodes.length : undefined} />
     <form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}>
-      <label>Search <input type="search" data-search placeholder="Name or address  ( / )" value=${search}
-        onInput=${(e) => setSearch(e.target.value)} /></label>
+      <div class="filter grow"><label for="f-search">Search</label>
+        <input id="f-search" type="search" data-search placeholder="Name or address  ( / )" value=${search}
+          onInput=${(e) => setSearch(e.target.value)} /></div>
     </form>
     <${ErrorBox} error=${error} what="nodes" />
     ${data === undefined ? (error ? null : html`<${Loading} what="nodes" />`) : shown.length ? html`

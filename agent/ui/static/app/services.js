@@ -26,15 +26,18 @@ export function ServicesPage({ dc }) {
   return html`
     <${PageHeader} title="Services" count=${data ? services.length : undefined} />
     <form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}>
-      <label>Search <input type="search" data-search placeholder="Name or tag  ( / )" value=${search}
-        onInput=${(e) => setSearch(e.target.value)} /></label>
-      <label>Health <select value=${status} onChange=${(e) => setStatus(e.target.value)}>
-        <option value="">All</option><option value="passing">Passing</option>
-        <option value="warning">Warning</option><option value="critical">Critical</option>
-      </select></label>
-      <label>Tag <select value=${tag} onChange=${(e) => setTag(e.target.value)}>
-        <option value="">All</option>${allTags.map((t) => html`<option value=${t}>${t}</option>`)}
-      </select></label>
+      <div class="filter grow"><label for="f-search">Search</label>
+        <input id="f-search" type="search" data-search placeholder="Name or tag  ( / )" value=${search}
+          onInput=${(e) => setSearch(e.target.value)} /></div>
+      <div class="filter"><label for="f-health">Health</label>
+        <select id="f-health" value=${status} onChange=${(e) => setStatus(e.target.value)}>
+          <option value="">All</option><option value="passing">Passing</option>
+          <option value="warning">Warning</option><option value="critical">Critical</option>
+        </select></div>
+      <div class="filter"><label for="f-tag">Tag</label>
+        <select id="f-tag" value=${tag} onChange=${(e) => setTag(e.target.value)}>
+          <option value="">All</option>${allTags.map((t) => html`<option value=${t}>${t}</option>`)}
+        </select></div>
     </form>
     <${ErrorBox} error=${error} what="services" />
     ${data === undefined ? (error ? null : html`<${Loading} what="services" />`) : shown.length ? html`

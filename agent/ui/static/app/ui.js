@@ -27,6 +27,7 @@ document.addEventListener('click', (event) => {
   if (!a || a.target || a.hasAttribute('download')) return;
   const target = new URL(a.href, location.href);
   if (target.origin !== location.origin || !target.pathname.startsWith('/ui/')) return;
+  if (target.hash && target.pathname === location.pathname) return; // in-page (skip link)
   event.preventDefault();
   navigate(target.pathname + target.search);
 });
@@ -83,7 +84,8 @@ export function Meta({ meta, label = 'Metadata' }) {
 
 export function ErrorBox({ error, what }) {
   if (!error) return null;
-  let title = `Could not load ${what}`;
+  // ApiError carries an HTTP status; anything else is a problem found here (a bad file, a lost CAS).
+  let title = error.status === undefined ? 'Not done' : `Could not load ${what}`;
   if (error.lost) title = 'Agent unreachable';
   else if (error.status === 403) title = 'Access denied';
   return html`<div class="error" role="alert">
