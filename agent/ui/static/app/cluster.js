@@ -49,9 +49,9 @@ export function ClusterPage({ dc }) {
     <section aria-labelledby="members"><h2 id="members">Members (LAN)</h2>
       ${members.data ? html`<table class="table"><thead><tr><th scope="col">Name</th><th scope="col">Address</th>
         <th scope="col">Role</th><th scope="col">Datacenter</th><th scope="col">Status</th></tr></thead>
-        <tbody>${members.data.map((m) => html`<tr key=${m.Name}><td>${m.Name}</td><td><code>${m.Addr}:${m.Port}</code></td>
-          <td>${m.Tags.role === 'consul' ? 'server' : 'client'}</td><td>${m.Tags.dc}</td>
-          <td><span class=${`health ${m.Status === 1 ? 'passing' : m.Status === 4 ? 'critical' : 'warning'}`}>${MEMBER_STATUS[m.Status] || m.Status}</span></td></tr>`)}
+        <tbody>${members.data.map((m) => html`<tr key=${m.Name}><td data-label="Name">${m.Name}</td><td data-label="Address"><code>${m.Addr}:${m.Port}</code></td>
+          <td data-label="Role">${m.Tags.role === 'consul' ? 'server' : 'client'}</td><td data-label="Datacenter">${m.Tags.dc}</td>
+          <td data-label="Status"><span class=${`health ${m.Status === 1 ? 'passing' : m.Status === 4 ? 'critical' : 'warning'}`}>${MEMBER_STATUS[m.Status] || m.Status}</span></td></tr>`)}
         </tbody></table>` : null}
     </section>
   `;

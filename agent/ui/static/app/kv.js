@@ -5,7 +5,7 @@
 //         /ui/<dc>/kv/<key>/edit        one key
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, decodeValue, encodeText, useBlocking } from './api.js';
-import { html, Empty, ErrorBox, Loading, PageHeader, navigate, segments, uiPath } from './ui.js';
+import { html, Empty, ErrorBox, Icon, Loading, PageHeader, navigate, segments, uiPath } from './ui.js';
 
 // Consul's txn limit: at most 64 operations per transaction.
 const TXN_OPS = 64;
@@ -130,7 +130,7 @@ export function KVFolder({ dc, folder }) {
         const isFolder = k.endsWith('/');
         return html`<li key=${k} class="row" data-key=${k}>
           <div class="row-main">
-            <span class="icon" aria-hidden="true">${isFolder ? '📁' : '🔑'}</span>
+            <${Icon} name=${isFolder ? 'folder' : 'key'} />
             <a class="name" href=${isFolder ? kvHref(dc, k) : kvHref(dc, k, '/edit')}>${name}</a>
             <span class="sr-only">${isFolder ? 'folder' : 'key'}</span>
           </div>

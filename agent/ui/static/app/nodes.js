@@ -82,15 +82,16 @@ export function NodePage({ dc, name }) {
     <section aria-labelledby="node-services"><h2 id="node-services">Services</h2>
       ${n.Services.length ? html`<table class="table"><thead><tr><th scope="col">Service</th><th scope="col">ID</th><th scope="col">Address</th><th scope="col">Tags</th></tr></thead>
       <tbody>${n.Services.map((s) => html`<tr key=${s.ID}>
-        <td><a href=${uiPath(dc, 'services', encodeURIComponent(s.Service))}>${s.Service}</a></td>
-        <td>${s.ID}</td><td><code>${(s.Address || n.Address) + (s.Port ? `:${s.Port}` : '')}</code></td>
-        <td><${Tags} tags=${s.Tags} /></td></tr>`)}</tbody></table>` : html`<${Empty}>No services on this node.</${Empty}>`}
+        <td data-label="Service"><a href=${uiPath(dc, 'services', encodeURIComponent(s.Service))}>${s.Service}</a></td>
+        <td data-label="ID">${s.ID}</td><td data-label="Address"><code>${(s.Address || n.Address) + (s.Port ? `:${s.Port}` : '')}</code></td>
+        <td data-label="Tags"><${Tags} tags=${s.Tags} /></td></tr>`)}</tbody></table>` : html`<${Empty}>No services on this node.</${Empty}>`}
     </section>
     <section aria-labelledby="node-sessions"><h2 id="node-sessions">Sessions</h2>
       <${ErrorBox} error=${sessions.error} what="sessions" />
       ${(sessions.data || []).length ? html`<table class="table"><thead><tr><th scope="col">ID</th><th scope="col">Name</th><th scope="col">Behavior</th><th scope="col">TTL</th><th scope="col">Lock delay</th></tr></thead>
-      <tbody>${sessions.data.map((s) => html`<tr key=${s.ID}><td><code>${s.ID}</code></td><td>${s.Name || '—'}</td>
-        <td>${s.Behavior}</td><td>${s.TTL || '—'}</td><td>${Math.round(s.LockDelay / 1e9)}s</td></tr>`)}</tbody></table>`
+      <tbody>${sessions.data.map((s) => html`<tr key=${s.ID}><td data-label="ID"><code>${s.ID}</code></td><td data-label="Name">${s.Name || '—'}</td>
+        <td data-label="Behavior">${s.Behavior}</td><td data-label="TTL">${s.TTL || '—'}</td>
+        <td data-label="Lock delay">${Math.round(s.LockDelay / 1e9)}s</td></tr>`)}</tbody></table>`
         : html`<${Empty}>No sessions.</${Empty}>`}
     </section>
   `;

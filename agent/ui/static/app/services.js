@@ -11,6 +11,24 @@ export function serviceHealth(s) {
   return 'passing';
 }
 
+// One row; memo-like: re-rendered only when its summary changed (the live list
+// re-renders on every blocking answer, usually for one service).
+function ServiceRow({ dc, s }) {
+  const health = serviceHealth(s);
+  return html`<li class="row" data-service=${s.Name} data-health=${health}>
+    <div class="row-main">
+      <${Health} status=${health} label="" />
+      <a class="name" href=${uiPath(dc, 'services', encodeURIComponent(s.Name))}>${s.Name}</a>
+      ${s.Kind ? html`<span class="kind">${s.Kind}</span>` : null}
+    </div>
+    <div class="row-detail">
+      <${CheckCounts} passing=${s.ChecksPassing} warning=${s.ChecksWarning} critical=${s.ChecksCritical} />
+      <span class="instances">${s.InstanceCount} ${s.InstanceCount === 1 ? 'instance' : 'instances'}</span>
+      <${Tags} tags=${s.Tags} />
+    </div>
+  </li>`;
+}
+
 export function ServicesPage({ dc }) {
   const { data, error } = useBlocking('/v1/internal/ui/services', { dc });
   const [search, setSearch] = useState('');
@@ -41,20 +59,7 @@ export function ServicesPage({ dc }) {
     </form>
     <${ErrorBox} error=${error} what="services" />
     ${data === undefined ? (error ? null : html`<${Loading} what="services" />`) : shown.length ? html`
-      <ul class="list" aria-label="Services" aria-live="polite">
-        ${shown.map((s) => html`<li key=${s.Name} class="row" data-service=${s.Name} data-health=${serviceHealth(s)}>
-          <div class="row-main">
-            <${Health} status=${serviceHealth(s)} label="" />
-            <a class="name" href=${uiPath(dc, 'services', encodeURIComponent(s.Name))}>${s.Name}</a>
-            ${s.Kind ? html`<span class="kind">${s.Kind}</span>` : null}
-          </div>
-          <div class="row-detail">
-            <${CheckCounts} passing=${s.ChecksPassing} warning=${s.ChecksWarning} critical=${s.ChecksCritical} />
-            <span class="instances">${s.InstanceCount} ${s.InstanceCount === 1 ? 'instance' : 'instances'}</span>
-            <${Tags} tags=${s.Tags} />
-          </div>
-        </li>`)}
-      </ul>` : html`<${Empty}>${services.length ? 'No service matches these filters.' : 'No services registered yet.'}</${Empty}>`}
+      <ul class="list" aria-label="Services">${shown.map((s) => html`<${ServiceRow} key=${s.Name} dc=${dc} s=${s} />`)}</ul>` : html`<${Empty}>${services.length ? 'No service matches these filters.' : 'No services registered yet.'}</${Empty}>`}
   `;
 }
 

@@ -52,7 +52,7 @@ export function worst(statuses) {
   return out;
 }
 
-const SYMBOL = { passing: '✓', warning: '!', critical: '✕', maintenance: '⏸' };
+const SYMBOL = { passing: '✓', warning: '!', critical: '✕', maintenance: '‖' };
 
 export function Health({ status, label }) {
   return html`<span class="health ${status}" title=${status}>
@@ -78,6 +78,16 @@ export function Meta({ meta, label = 'Metadata' }) {
   return html`<dl class="meta" aria-label=${label}>
     ${entries.map(([k, v]) => html`<div><dt>${k}</dt><dd>${v}</dd></div>`)}
   </dl>`;
+}
+
+// Icons drawn inline (no icon font, no emoji font needed).
+export function Icon({ name }) {
+  const paths = {
+    folder: 'M2 4.5A1.5 1.5 0 0 1 3.5 3h3l1.5 2h4.5A1.5 1.5 0 0 1 14 6.5v5A1.5 1.5 0 0 1 12.5 13h-9A1.5 1.5 0 0 1 2 11.5z',
+    key: 'M10 2.5a3.5 3.5 0 1 1-2.9 5.46L3 12.06V14H1.5v-2.5l4.54-4.54A3.5 3.5 0 0 1 10 2.5zm1 2a1 1 0 1 0 0 2 1 1 0 0 0 0-2z',
+  };
+  return html`<svg class="icon" viewBox="0 0 16 16" width="16" height="16" aria-hidden="true" focusable="false">
+    <path d=${paths[name]} fill="currentColor" /></svg>`;
 }
 
 // ----- states -----
