@@ -238,6 +238,8 @@ def test_switch_datacenter(cluster: Cluster, page: Page) -> None:
     page.get_by_role("link", name="Nodes").click()
     expect(page.locator("[data-node=s2]")).to_be_visible()
     expect(page.locator("[data-node=s1]")).to_have_count(0)
+    # dc2's leader, found through the WAN members.
+    expect(page.locator("[data-node=s2] .leader")).to_be_visible()
     assert page.errors == []  # type: ignore[attr-defined]
 
 

@@ -69,6 +69,11 @@ function sleep(ms, signal) {
   });
 }
 
+// How long one blocking query may wait. Short enough that a query the agent
+// keeps running after the page left it (the HTTP server does not cancel a
+// handler when its client goes away) ends soon; long enough to cost nothing.
+const BLOCK_WAIT = '60s';
+
 // A live read: the first answer at once, then one blocking query at a time
 // (?index=&wait=), so an open list costs one outstanding request. Errors are
 // kept beside the last good data and retried with a growing delay (1 s .. 10 s).
@@ -84,7 +89,7 @@ export function useBlocking(path, { dc, query, allow404 = false } = {}) {
       while (!ctl.signal.aborted) {
         const started = Date.now();
         try {
-          const q = index ? { ...query, index, wait: '5m' } : query;
+          const q = index ? { ...query, index, wait: BLOCK_WAIT } : query;
           const r = await api(path, { dc, query: q, signal: ctl.signal, allow404 });
           if (ctl.signal.aborted) return;
           backoff = 0;

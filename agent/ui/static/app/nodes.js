@@ -7,13 +7,17 @@ import {
 } from './ui.js';
 
 // The leader's RPC address (/v1/status/leader) is a member's Addr:Port; its
-// member name is the node name.
+// member name is the node name (LAN), or "node.dc" (WAN: only servers answer
+// ?wan, and only the WAN pool knows another datacenter's servers).
 export function useLeaderName(dc) {
   const leader = useRead('/v1/status/leader', { dc, every: 10000 });
-  const members = useRead('/v1/agent/members', { every: 10000 });
+  const lan = useRead('/v1/agent/members', { every: 10000 });
+  const wan = useRead('/v1/agent/members', { query: { wan: true }, every: 10000 });
   const addr = leader.data || '';
-  const member = (members.data || []).find((m) => `${m.Addr}:${m.Port}` === addr);
-  return member ? member.Name : '';
+  const found = (lan.data || []).find((m) => `${m.Addr}:${m.Port}` === addr);
+  if (found) return found.Name;
+  const far = (wan.data || []).find((m) => `${m.Addr}:${m.Port}` === addr);
+  return far ? far.Name.replace(new RegExp(`\\.${dc}$`), '') : '';
 }
 
 export function NodesPage({ dc }) {
