@@ -46,7 +46,10 @@ WAIT_MS = 20_000
 expect.set_options(timeout=WAIT_MS)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps its event loop set on
+# the main thread while it runs, which breaks every asyncio test after it; it
+# must be stopped before pytest moves on to other modules.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run ./scripts/bootstrap (installs Debian's chromium)")
