@@ -54,13 +54,16 @@ export function worst(statuses) {
 
 const SYMBOL = { passing: '✓', warning: '!', critical: '✕', maintenance: '‖' };
 
+// A status badge; with label="" only the symbol shows, and screen readers still hear the status.
 export function Health({ status, label }) {
+  const text = label ?? status;
   return html`<span class="health ${status}" title=${status}>
-    <span aria-hidden="true">${SYMBOL[status] || '?'}</span> ${label ?? status}</span>`;
+    <span aria-hidden="true">${SYMBOL[status] || '?'}</span>${text ? ` ${text}` : html`<span class="sr-only">${status}</span>`}</span>`;
 }
 
 export function CheckCounts({ passing = 0, warning = 0, critical = 0 }) {
-  return html`<span class="counts" aria-label=${`${passing} passing, ${warning} warning, ${critical} critical checks`}>
+  return html`<span class="counts">
+    <span class="sr-only">${`Checks: ${passing} passing, ${warning} warning, ${critical} critical`}</span>
     <span class="health passing" aria-hidden="true">✓ ${passing}</span>
     ${warning ? html`<span class="health warning" aria-hidden="true">! ${warning}</span>` : null}
     ${critical ? html`<span class="health critical" aria-hidden="true">✕ ${critical}</span>` : null}
