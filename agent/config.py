@@ -59,6 +59,8 @@ class AgentConfig:
     leader_ttl: float = 5.0
     rebalance_interval: float | None = None
     enable_script_checks: bool = False
+    #: Serve the web UI at /ui/ (on for --dev; ``ui_config { enabled }`` or ``--ui``).
+    ui: bool = False
 
     def validated(self) -> AgentConfig:
         if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
@@ -86,7 +88,7 @@ class AgentConfig:
 
     def merged(self, overrides: dict[str, Any]) -> AgentConfig:
         """A copy with ``overrides`` (config-file or flag values) applied and typed."""
-        known = {f.name for f in fields(self)}
+        known = {f.name for f in fields(self)} | {"ui_config"}
         clean: dict[str, Any] = {}
         for key, value in overrides.items():
             name = {"node": "node_name", "bind_addr": "advertise_addr"}.get(key, key)
@@ -94,6 +96,8 @@ class AgentConfig:
                 raise InvalidArgument(f"Unknown configuration key {key!r}")
             if value is None:
                 continue
+            if key == "ui_config":
+                name, value = "ui", _ui_enabled(value)
             if name in _DURATIONS:
                 value = parse_duration(value)
             elif name in ("retry_join", "retry_join_wan", "etcd_endpoints"):
@@ -102,6 +106,13 @@ class AgentConfig:
                 value = tuple(value)
             clean[name] = value
         return replace(self, **clean)
+
+
+def _ui_enabled(value: Any) -> bool:
+    """Consul's ``ui_config { enabled = true }``: a JSON object with a boolean ``enabled``."""
+    if not isinstance(value, dict) or not isinstance(value.get("enabled", False), bool):
+        raise InvalidArgument("ui_config must be an object such as {\"enabled\": true}")
+    return bool(value.get("enabled", False))
 
 
 def with_node_id(config: AgentConfig) -> AgentConfig:

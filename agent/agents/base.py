@@ -182,6 +182,7 @@ class AgentBase(ABC):
             node_name=cfg.node_name,
             metrics=self.metrics,
             leave_requested=self.leave_requested,
+            ui=cfg.ui,
         )
         await http.start()
         self.on_stop(stack, "http", http.aclose)

@@ -33,6 +33,7 @@ from agent.http.protocols import Invoker, LocalAgent
 from agent.http.session_routes import add_session_routes
 from agent.http.snapshot_routes import add_snapshot_routes
 from agent.http.txn_routes import add_txn_routes
+from agent.http.ui_routes import add_ui_routes
 
 __all__ = ["build_app"]
 
@@ -44,6 +45,7 @@ def build_app(
     datacenter: str,
     node_name: str,
     on_leave: Callable[[], Awaitable[None]] | None = None,
+    ui: bool = False,
 ) -> web.Application:
     """Consul's ``/v1`` API: agent, catalog, health, kv, status, session, event and txn."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_SIZE)
@@ -64,4 +66,5 @@ def build_app(
     add_txn_routes(app.router)
     add_snapshot_routes(app.router)
     add_config_routes(app.router)
+    add_ui_routes(app.router, serve_ui=ui)
     return app

@@ -24,6 +24,7 @@ def serve_http(
     node_name: str,
     metrics: AgentMetrics,
     leave_requested: asyncio.Event,
+    ui: bool = False,
 ) -> HTTPServer:
     """An unstarted HTTPServer for ``address`` (``host:port``; port 0 picks one)."""
 
@@ -32,7 +33,12 @@ def serve_http(
         leave_requested.set()
 
     app = build_app(
-        invoker, agent_endpoint, datacenter=datacenter, node_name=node_name, on_leave=on_leave
+        invoker,
+        agent_endpoint,
+        datacenter=datacenter,
+        node_name=node_name,
+        on_leave=on_leave,
+        ui=ui,
     )
 
     async def agent_metrics(request: web.Request) -> web.Response:
