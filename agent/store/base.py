@@ -97,10 +97,17 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Compare:
-    """A txn guard: the key's modify index equals ``modify_index`` (0: key absent)."""
+    """A txn guard: the key's modify index equals ``modify_index`` (0: key absent).
+
+    With ``prefix``, a guard on a range instead: no key starting with ``key``
+    was put after ``modify_index`` (every one has a modify index at most
+    that). A delete leaves no key behind, so it passes; a caller that must
+    see deletions writes a tombstone with them (as ``agent.state.kv`` does).
+    """
 
     key: str
     modify_index: int
+    prefix: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +226,7 @@ def validate_txn(
         raise InvalidArgument(f"too many operations in a transaction (max {max_ops})")
     size = 0
     for cmp in compares:
-        if not isinstance(cmp, Compare) or not cmp.key or cmp.modify_index < 0:
+        if not isinstance(cmp, Compare) or not (cmp.key or cmp.prefix) or cmp.modify_index < 0:
             raise InvalidArgument(f"bad transaction compare {cmp!r}")
         size += len(cmp.key)
     puts: set[str] = set()

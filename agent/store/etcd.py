@@ -292,6 +292,16 @@ class EtcdStore:
         return entry.modify_index if entry is not None else 0
 
     def _compare(self, cmp: Compare) -> Any:
+        if cmp.prefix:
+            # Ranged compares (etcd 3.3+) hold for every key in [key, range_end).
+            start, end = self._range(cmp.key)
+            return _EtcdCompare(
+                result=_EtcdCompare.LESS,
+                target=_EtcdCompare.MOD,
+                key=start,
+                range_end=end,
+                mod_revision=cmp.modify_index + 1,
+            )
         key = self._key(cmp.key)
         if cmp.modify_index == 0:
             return KVService.txn_compare_version(key, 0)

@@ -153,6 +153,12 @@ class MemoryStore:
             if isinstance(put, Put) and put.lease and put.lease not in self._leases:
                 raise NotFound(f"lease {put.lease:x} not found")
         for cmp in compares:
+            if cmp.prefix:
+                if any(
+                    self._data[k].modify_index > cmp.modify_index for k in self._keys_under(cmp.key)
+                ):
+                    return False, self._index
+                continue
             entry = self._data.get(cmp.key)
             current = entry.modify_index if entry is not None else 0
             if current != cmp.modify_index:

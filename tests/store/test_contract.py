@@ -163,6 +163,26 @@ async def test_compare_zero_means_create_only(store: Store) -> None:
     assert ok
 
 
+async def test_prefix_compare_guards_a_range_against_puts(store: Store) -> None:
+    await put(store, "r/a")
+    i2 = await put(store, "r/b")
+    await put(store, "rz")  # a neighbour outside the range
+    ok, i3 = await store.txn([Compare("r/", i2, prefix=True)], [Put("out", b"1")])
+    assert ok
+    assert (await store.txn([Compare("r/", i2 - 1, prefix=True)], [Put("out", b"2")]))[0] is False
+    assert (await store.txn([Compare("", i3, prefix=True)], [Put("out", b"3")]))[0]
+    # A put under the prefix after the index fails it; a delete does not.
+    await put(store, "r/c")
+    assert (await store.txn([Compare("r/", i3, prefix=True)], [Put("out", b"4")]))[0] is False
+    i5 = await current_index(store)
+    assert (await store.txn([], [Delete("r/a")]))[0]
+    assert (await store.txn([Compare("r/", i5, prefix=True)], [Put("out", b"5")]))[0]
+    assert (await store.get("out"))[0] is not None
+    assert (await store.get("out"))[0].value == b"5"  # type: ignore[union-attr]
+    # No key under the prefix: holds.
+    assert (await store.txn([Compare("empty/", 0, prefix=True)], []))[0]
+
+
 async def test_compare_on_absent_key_with_an_index_fails(store: Store) -> None:
     i1 = await put(store, "x")
     ok, _ = await store.txn([Compare("absent", i1)], [Put("absent", b"v")])
