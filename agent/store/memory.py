@@ -7,8 +7,9 @@ a sorted key table, one global index, a bounded history of events for
 Concurrency: every method runs on the one event loop and never awaits while it
 changes state, so a commit is atomic without a lock. Waiters and watch
 subscribers are registered under their prefixes; a commit looks up only the
-prefixes of the keys it changed (every leading substring of each key), so a
-write to ``b/`` costs nothing to, and never wakes, a waiter on ``a/``.
+prefixes of the keys it changed (the leading substrings of each key, of the
+lengths some waiter or watch listens at), so a write to ``b/`` costs nothing
+to, and never wakes, a waiter on ``a/``.
 
 History: the last ``history_size`` events (50 000 by default, about a minute of
 a busy datacenter at 1 000 writes/s) are kept. A ``wait`` older than that floor
@@ -272,12 +273,20 @@ class MemoryStore:
             if len(self._history) == self._history.maxlen:
                 self._compacted = max(self._compacted, self._history[0].index)
             self._history.append(event)
+        waiters, subscribers = self._waiters, self._subscribers
+        # Only the lengths somebody listens at: a 10 000-key range delete then
+        # costs a few dictionary lookups per key, not one per character.
+        lengths = sorted({len(p) for p in waiters} | {len(p) for p in subscribers})
         for event in events:
-            for prefix in _prefixes_of(event.key):
-                for fut, after in self._waiters.get(prefix, {}).items():
+            key = event.key
+            for n in lengths:
+                if n > len(key):
+                    break
+                prefix = key[:n]
+                for fut, after in waiters.get(prefix, {}).items():
                     if event.index > after and not fut.done():
                         fut.set_result(None)
-                for sub in self._subscribers.get(prefix, ()):
+                for sub in subscribers.get(prefix, ()):
                     if sub.lagged_at:
                         continue
                     try:
@@ -389,11 +398,6 @@ class MemoryStore:
             for lease in [i for i, s in self._leases.items() if s.deadline <= now]:
                 logger.debug("lease expired lease=%x", lease)
                 self._end_lease(lease)
-
-
-def _prefixes_of(key: str) -> Iterable[str]:
-    """Every prefix of ``key``, from "" to the key itself."""
-    return (key[:i] for i in range(len(key) + 1))
 
 
 def _str_end(prefix: str) -> str:
