@@ -376,7 +376,7 @@ class KVState:
         acquire those keys for that long (Consul's lock-delay).
         """
         until = str(time.time() + lock_delay).encode() if lock_delay > 0 else b""
-        per_key = 3 if delete else 1 + (1 if until else 0)
+        per_key = (2 if delete else 1) + (1 if until else 0)
         size = max(1, min(self.store.max_txn_ops // per_key, self.store.max_txn_compares))
         index = 0
         tries = 0

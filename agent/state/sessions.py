@@ -45,6 +45,9 @@ MAX_TTL = 24 * 3600.0
 DEFAULT_LOCK_DELAY = 15.0
 MAX_LOCK_DELAY = 60.0
 _MAX_TRIES = 20
+_ATOMIC_TRIES = 3
+#: How often the leader looks for releases a crash left half done.
+RELEASE_SWEEP_INTERVAL = 60.0
 
 
 def _load(entry: Entry) -> sspb.Session:
@@ -60,6 +63,7 @@ class SessionState:
         self.catalog = catalog
         self.kv = kv
         kv.session_index = self.index_of
+        self._next_release_sweep = 0.0
 
     async def exists(self, session_id: str) -> bool:
         return bool(await self.index_of(session_id))
@@ -125,7 +129,7 @@ class SessionState:
 
     async def destroy(self, session_id: str) -> int:
         """End the session, releasing (or deleting) every key it holds; the index."""
-        for _ in range(_MAX_TRIES):
+        for attempt in range(_MAX_TRIES):
             entry, index = await self.store.get(keys.SESSIONS + session_id)
             if entry is None:
                 return await self._finish_release(session_id) or index or 1
@@ -144,7 +148,12 @@ class SessionState:
                 Compare(keys.KV, read_at, prefix=True),
                 *(Compare(e.key, e.modify_index) for e in held),
             ]
-            if len(ops) <= self.store.max_txn_ops and len(compares) <= self.store.max_txn_compares:
+            fits = (
+                len(ops) <= self.store.max_txn_ops and len(compares) <= self.store.max_txn_compares
+            )
+            # A busy KV keeps failing the "nothing written since" guard: after a
+            # few tries, the two steps (which need no such guard) instead.
+            if fits and attempt < _ATOMIC_TRIES:
                 applied, index = await self.store.txn(compares, ops)
                 if not applied:
                     continue  # the session or a key changed meanwhile: plan again
@@ -210,8 +219,14 @@ class SessionState:
         return await blocking_query(self.store, opts, [keys.SESSIONS], read)
 
     async def invalidate_dead(self) -> list[str]:
-        """Leader only: end sessions whose TTL lapsed, node left or check is critical."""
-        await self.finish_releases()
+        """Leader only: end sessions whose TTL lapsed, node left or check is critical.
+
+        Also, on the first call and every ``RELEASE_SWEEP_INTERVAL`` seconds,
+        finishes the releases a crash left half done (``finish_releases``).
+        """
+        if time.monotonic() >= self._next_release_sweep:
+            self._next_release_sweep = time.monotonic() + RELEASE_SWEEP_INTERVAL
+            await self.finish_releases()
         sessions, _ = await self._all()
         if not sessions:
             return []
