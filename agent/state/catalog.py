@@ -8,6 +8,10 @@ optimistic and atomic, and bumps the per-service, per-table index keys its
 change touches. A write that changes nothing writes nothing, so an agent's
 anti-entropy re-registering what is already there wakes no blocking query.
 
+Removing a node takes one range delete per service name and three for the
+node, so a node with any number of services can go; a write larger than one
+store transaction is split under the node's guard (see ``Catalog._commit``).
+
 Values are the ``consul.common.v1`` protobuf messages, without their indexes
 (the store's create/modify indexes are filled in on the way out).
 """
@@ -231,10 +235,11 @@ class Catalog:
             view = await self._node_view(node.name)
             # A service whose name entry is missing (a removal of its node
             # stopped half way) is written again even if otherwise unchanged.
+            # Read from the reader (a local replica on etcd): no round trip.
             by_name_missing = False
             if service is not None and service.id in view.services:
                 stored = pb.Service.FromString(view.services[service.id].value)
-                entry, _ = await self.store.get(_svc_by_name(stored.name, node.name, service.id))
+                entry, _ = await self.reader.get(_svc_by_name(stored.name, node.name, service.id))
                 by_name_missing = entry is None
             ops, bumps = self._plan_register(
                 view, node, service, checks, skip_node_update, by_name_missing
