@@ -18,7 +18,7 @@ from agent.errors import InvalidArgument
 from agent.state import keys
 from agent.state.blocking import QueryOpts
 from agent.state.catalog import Catalog
-from agent.state.kv import KVState
+from agent.state.kv import KVState, delete_tree_ops
 from agent.state.sessions import RELEASE_PREFIX, SessionState
 from agent.state.txn import MAX_OPS, TxnState
 from agent.store import Delete, Put, Store
@@ -361,3 +361,61 @@ async def test_leader_reconcile_removes_a_node_with_1000_services_regression() -
         await reconcile_once(catalog, Members(store), "dc1")  # was: 400 on every pass
         assert (await catalog.list_nodes(QueryOpts())).value == []
         assert (await catalog.list_services(QueryOpts())).value == {}
+
+
+# -- guards: a concurrent write makes a plan evaluate again ------------------------
+
+
+def write_before_first_txn(store: MemoryStore, ops: list[Put | Delete]) -> list[int]:
+    """Make ``store`` apply ``ops`` just before the next transaction (once); call count."""
+    real = store.txn
+    calls = [0]
+
+    async def txn(compares, store_ops):  # type: ignore[no-untyped-def]
+        calls[0] += 1
+        if calls[0] == 1:
+            await real([], ops)
+        return await real(compares, store_ops)
+
+    store.txn = txn  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.parametrize("compares", [128, 3], ids=["per-key-guards", "whole-kv-guards"])
+async def test_txn_get_tree_is_evaluated_again_after_a_concurrent_write(compares: int) -> None:
+    async with MemoryStore(max_txn_compares=compares) as store:
+        kv = KVState(store)
+        txn = TxnState(store, kv)
+        await kv.put("g/a", b"1")
+        await kv.put("g/b", b"1")
+        ops = [
+            tpb.KVOp(verb="get-tree", key="g/"),
+            tpb.KVOp(verb="get", key="g/a"),
+            tpb.KVOp(verb="set", key="out", value=b"x"),
+        ]
+        value = kv_pb2.KVPair(value=b"2").SerializeToString()
+        calls = write_before_first_txn(store, [Put(keys.kv_key("g/c"), value)])
+        out = await txn.apply(ops)
+        assert calls[0] == 2  # the first commit failed its guard; evaluated again
+        assert [r.key for r in out.results] == ["g/a", "g/b", "g/c", "g/a", "out"]
+        # A recursive delete of an ancestor is seen too (it leaves a range tombstone).
+        # Evaluated again, the transaction fails: nothing is written after all.
+        write_before_first_txn(store, [*delete_tree_ops("g")])
+        _, before = await store.get("x")
+        out = await txn.apply(ops)
+        assert [e.what for e in out.errors] == ['key "g/a" doesn\'t exist']
+        assert (await store.get("x"))[1] == before + 1  # the delete-tree, only
+
+
+async def test_session_destroy_does_not_leave_a_lock_taken_meanwhile() -> None:
+    async with MemoryStore() as store:
+        _, kv, sessions = await sessions_on(store)
+        sid, _ = await sessions.create(sspb.Session(node="n1"), node_checks_set=False)
+        assert (await kv.put("a", b"1", acquire=sid))[0]
+        # The session takes "b" after destroy read what it holds: as a lock
+        # taken then would be, written straight to the store.
+        held = kv_pb2.KVPair(value=b"2", session=sid, lock_index=1).SerializeToString()
+        write_before_first_txn(store, [Put(keys.kv_key("b"), held)])
+        await sessions.destroy(sid)
+        left = (await kv.list_prefix(QueryOpts(), "")).value
+        assert [(p.key, p.session) for p in left] == [("a", ""), ("b", "")]
