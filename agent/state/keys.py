@@ -40,6 +40,7 @@ __all__ = [
     "idx_service",
     "kv_key",
     "kv_name",
+    "kv_range_prefix",
     "kv_range_tomb",
     "kv_tomb",
     "member_key",
@@ -129,6 +130,11 @@ def kv_range_tomb(prefix: str) -> str:
     if not prefix:
         return KV_RANGE_TOMB_ALL
     return f"{KV_RANGE_TOMB}{prefix[:-1]}\x00{prefix[-1]}"
+
+
+def kv_range_prefix(store_key: str) -> str:
+    """The prefix whose recursive delete left the range tombstone ``store_key``."""
+    return store_key[len(KV_RANGE_TOMB) :].replace("\x00", "")
 
 
 def kv_name(store_key: str) -> str:

@@ -49,6 +49,8 @@ __all__ = [
 MAX_VALUE_SIZE = 512 * 1024
 MAX_KEY_LENGTH = 4096
 _MAX_TRIES = 20
+#: Up to this key length, ``_covering`` looks each prefix up by name.
+_COVERING_LOOKUPS = 64
 
 #: The modify index of a session's record, 0 when it does not exist (set by
 #: the session layer; without it, any session name is taken as live).
@@ -182,8 +184,16 @@ class KVState:
     # ----- reads --------------------------------------------------------
 
     async def _covering(self, key: str) -> int:
-        """The newest range tombstone of a prefix of ``key`` (``key`` itself included)."""
+        """The newest range tombstone of a prefix of ``key`` (``key`` itself included).
+
+        One lookup per prefix length for a short key; for a long one, one read
+        of every range tombstone (there are few: the GC forgets them).
+        """
         best = 0
+        if len(key) > _COVERING_LOOKUPS:
+            entries, _ = await self.reader.range(keys.KV_RANGE_TOMB_ALL)
+            covering = [e for e in entries if key.startswith(keys.kv_range_prefix(e.key))]
+            return max((e.modify_index for e in covering), default=0)
         for n in range(len(key) + 1):
             entry, _ = await self.reader.get(keys.kv_range_tomb(key[:n]))
             if entry is not None:

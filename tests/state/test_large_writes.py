@@ -107,6 +107,18 @@ async def test_prefix_index_never_moves_back_after_a_recursive_delete(store: Sto
     assert (await kv.get(QueryOpts(), "p/a/new")).index >= index
 
 
+async def test_long_keys_find_the_range_tombstones_that_cover_them(store: Store) -> None:
+    kv = KVState(store)
+    deep = "long/" + "d" * 100 + "/"  # past the per-prefix lookups: one range read
+    await kv.put(deep + "old", b"1")
+    await kv.delete(deep + "old")
+    _, newest = await kv.put(deep + "new", b"2")
+    assert (await kv.list_prefix(QueryOpts(), deep)).index == newest
+    index = await kv.delete("long/", recurse=True)
+    assert (await kv.list_prefix(QueryOpts(), deep)).index >= index
+    assert (await kv.get(QueryOpts(), deep + "new")).index >= index
+
+
 # -- bug 1: a node with many services --------------------------------------------
 
 
