@@ -30,6 +30,7 @@ _DURATIONS = {
     "rpc_hold_timeout",
     "leader_ttl",
     "rebalance_interval",
+    "max_query_time",
 }
 
 
@@ -59,6 +60,11 @@ class AgentConfig:
     leader_ttl: float = 5.0
     rebalance_interval: float | None = None
     enable_script_checks: bool = False
+    # HTTP edge limits (agent.http.limits); the first two are read from Consul's
+    # "limits" block, max_query_time is Consul's top-level key.
+    http_max_conns_per_client: int = 200
+    http_max_blocking_queries_per_client: int = 128
+    max_query_time: float = 600.0
 
     def validated(self) -> AgentConfig:
         if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
@@ -87,6 +93,9 @@ class AgentConfig:
     def merged(self, overrides: dict[str, Any]) -> AgentConfig:
         """A copy with ``overrides`` (config-file or flag values) applied and typed."""
         known = {f.name for f in fields(self)}
+        limits = overrides.get("limits")
+        if isinstance(limits, dict):  # Consul's limits { ... } block: its keys, flattened
+            overrides = {**{k: v for k, v in overrides.items() if k != "limits"}, **limits}
         clean: dict[str, Any] = {}
         for key, value in overrides.items():
             name = {"node": "node_name", "bind_addr": "advertise_addr"}.get(key, key)

@@ -23,6 +23,7 @@ from agent.client.client import Client
 from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
 from agent.errors import InvalidArgument
+from agent.http.limits import HTTPLimits
 from agent.http.serve import serve_http
 from agent.http.server import HTTPServer
 from agent.local.core import LocalAgent
@@ -234,6 +235,7 @@ class ClientAgent:
                 node_name=self.config.node_name,
                 metrics=self.metrics,
                 leave_requested=self.leave_requested,
+                limits=HTTPLimits.of(self.config),
             )
             await self.http.start()
             self.http_address = self.http.address

@@ -8,6 +8,7 @@ import json
 from aiohttp import web
 
 from agent.http.app import build_app
+from agent.http.limits import TRACKER, HTTPLimits, http_samples
 from agent.http.protocols import Invoker, LocalAgent
 from agent.http.server import HTTPServer
 from agent.metrics import PROMETHEUS_CONTENT_TYPE, AgentMetrics
@@ -24,6 +25,7 @@ def serve_http(
     node_name: str,
     metrics: AgentMetrics,
     leave_requested: asyncio.Event,
+    limits: HTTPLimits | None = None,
 ) -> HTTPServer:
     """An unstarted HTTPServer for ``address`` (``host:port``; port 0 picks one)."""
 
@@ -32,15 +34,30 @@ def serve_http(
         leave_requested.set()
 
     app = build_app(
-        invoker, agent_endpoint, datacenter=datacenter, node_name=node_name, on_leave=on_leave
+        invoker,
+        agent_endpoint,
+        datacenter=datacenter,
+        node_name=node_name,
+        on_leave=on_leave,
+        limits=limits,
     )
+    tracker = app[TRACKER]
 
     async def agent_metrics(request: web.Request) -> web.Response:
+        edge = http_samples(tracker)
         if request.query.get("format") == "prometheus":
-            return web.Response(
-                body=metrics.prometheus(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE}
+            extra = "".join(
+                f"# HELP {n.replace('.', '_')} {h}\n# TYPE {n.replace('.', '_')} gauge\n"
+                f"{n.replace('.', '_')} {v}\n"
+                for n, h, v in edge
             )
-        return web.Response(text=json.dumps(metrics.consul_json()), content_type="application/json")
+            return web.Response(
+                body=metrics.prometheus() + extra.encode(),
+                headers={"Content-Type": PROMETHEUS_CONTENT_TYPE},
+            )
+        data = metrics.consul_json()
+        data["Gauges"].extend({"Name": n, "Value": v, "Labels": {}} for n, _, v in edge)
+        return web.Response(text=json.dumps(data), content_type="application/json")
 
     app.router.add_get("/v1/agent/metrics", agent_metrics)
     host, _, port = address.rpartition(":")

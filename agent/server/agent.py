@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
+from agent.http.limits import HTTPLimits
 from agent.http.serve import serve_http
 from agent.http.server import HTTPServer
 from agent.local.core import LocalAgent
@@ -351,6 +352,7 @@ class ServerAgent:
                 node_name=cfg.node_name,
                 metrics=self.metrics,
                 leave_requested=self.leave_requested,
+                limits=HTTPLimits.of(cfg),
             )
             await self.http.start()
             self.http_address = self.http.address
