@@ -48,6 +48,7 @@ MAX_BODY_SIZE = 1 << 20
 
 # Go's time.Duration holds at most 2^63-1 ns (about 292 years); longer is invalid.
 MAX_DURATION = (2**63 - 1) / 1e9
+_MAX_DURATION_NS = 2**63 - 1
 
 # Indexes are etcd revisions (int64) at the bottom; a watch starts at index + 1.
 # Consul takes any uint64 ?index= and blocks until its wait ends when nothing
@@ -381,7 +382,7 @@ class Fields:
                 raise InvalidArgument(
                     f"Request decode failed: {self.what}.{names[0]} must not be negative"
                 )
-            if value > MAX_DURATION * 1e9:  # before float(): a huge int overflows it
+            if value > _MAX_DURATION_NS:  # before float(): a huge int overflows it
                 raise InvalidArgument(
                     f"Request decode failed: {self.what}.{names[0]}: duration out of range"
                 )
