@@ -11,6 +11,7 @@ traceback. ``Dispatcher`` sends a request for another datacenter to
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -121,6 +122,68 @@ def _stream(
     return handle
 
 
+# -- undecodable requests (issue 15) -----------------------------------------
+# Bytes that are no valid request message once answered UNKNOWN with the Python
+# exception's class and logged a traceback each. The request deserializer now
+# never raises: it hands on an _Undecodable, which the handler answers with
+# INVALID_ARGUMENT and a short text, logged once per kind per minute.
+
+_DECODE_LOG_WINDOW = 60.0
+_decode_logged: dict[str, float] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    kind: str
+
+
+def _decoder(spec: MethodSpec) -> Callable[[bytes], Any]:
+    def decode(data: bytes) -> Any:
+        try:
+            return spec.request_type.FromString(data)
+        except Exception as exc:  # DecodeError, RecursionError, bad UTF-8 ...
+            return _Undecodable(type(exc).__name__)
+
+    return decode
+
+
+async def _refuse_undecodable(spec: MethodSpec, bad: _Undecodable, context: Context) -> None:
+    now = time.monotonic()
+    if now - _decode_logged.get(bad.kind, -_DECODE_LOG_WINDOW) >= _DECODE_LOG_WINDOW:
+        _decode_logged[bad.kind] = now
+        logger.info(
+            "rpc request undecodable method=%s kind=%s (once a minute)", spec.path, bad.kind
+        )
+    RPC_STATS.record(spec.path, grpc.StatusCode.INVALID_ARGUMENT)
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"Request decode failed: not a valid {spec.request_type.DESCRIPTOR.name}",
+    )
+
+
+def _checked_unary(
+    spec: MethodSpec, handle: Callable[[Message, Context], Awaitable[Message]]
+) -> Callable[[Any, Context], Awaitable[Message]]:
+    async def checked(request: Any, context: Context) -> Message:
+        if isinstance(request, _Undecodable):
+            await _refuse_undecodable(spec, request, context)
+        return await handle(request, context)
+
+    return checked
+
+
+def _checked_stream(
+    spec: MethodSpec, handle: Callable[[Message, Context], AsyncIterator[Message]]
+) -> Callable[[Any, Context], AsyncIterator[Message]]:
+    async def checked(request: Any, context: Context) -> AsyncIterator[Message]:
+        if isinstance(request, _Undecodable):
+            await _refuse_undecodable(spec, request, context)
+        async for item in handle(request, context):
+            yield item
+
+    return checked
+
+
 def service_handler(
     service: ServiceDescriptor,
     endpoint: object,
@@ -141,14 +204,14 @@ def service_handler(
         name = spec.path.rsplit("/", 1)[1]
         if spec.server_streaming:
             handlers[name] = grpc.unary_stream_rpc_method_handler(
-                _stream(spec, getattr(endpoint, name)),
-                request_deserializer=spec.request_type.FromString,
+                _checked_stream(spec, _stream(spec, getattr(endpoint, name))),
+                request_deserializer=_decoder(spec),
                 response_serializer=spec.response_type.SerializeToString,
             )
         else:
             handlers[name] = grpc.unary_unary_rpc_method_handler(
-                _unary(spec, call or direct),
-                request_deserializer=spec.request_type.FromString,
+                _checked_unary(spec, _unary(spec, call or direct)),
+                request_deserializer=_decoder(spec),
                 response_serializer=spec.response_type.SerializeToString,
             )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
