@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -130,6 +130,10 @@ def _stream(
 
 _DECODE_LOG_WINDOW = 60.0
 _decode_logged: dict[str, float] = {}
+# Error texts that quote input (a 70,000-character ID) once overflowed gRPC's
+# 16 KiB metadata limit, so the caller got RESOURCE_EXHAUSTED instead of the
+# error. Texts are cut to this many characters (x3 percent-encoded, x4 UTF-8).
+_MAX_DETAILS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +165,28 @@ async def _refuse_undecodable(spec: MethodSpec, bad: _Undecodable, context: Cont
     )
 
 
+class _BoundedDetails:
+    """The servicer context, with abort texts cut to ``_MAX_DETAILS`` characters."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> None:
+        if len(details) > _MAX_DETAILS:
+            details = details[:_MAX_DETAILS] + "... (truncated)"
+        await self._context.abort(code, details, *args)
+
+
 def _checked_unary(
     spec: MethodSpec, handle: Callable[[Message, Context], Awaitable[Message]]
 ) -> Callable[[Any, Context], Awaitable[Message]]:
     async def checked(request: Any, context: Context) -> Message:
         if isinstance(request, _Undecodable):
             await _refuse_undecodable(spec, request, context)
-        return await handle(request, context)
+        return await handle(request, cast(Context, _BoundedDetails(context)))
 
     return checked
 
@@ -178,7 +197,7 @@ def _checked_stream(
     async def checked(request: Any, context: Context) -> AsyncIterator[Message]:
         if isinstance(request, _Undecodable):
             await _refuse_undecodable(spec, request, context)
-        async for item in handle(request, context):
+        async for item in handle(request, cast(Context, _BoundedDetails(context))):
             yield item
 
     return checked

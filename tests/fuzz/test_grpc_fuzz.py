@@ -62,7 +62,7 @@ def _call(channel: grpc.Channel, spec: MethodSpec, payload: bytes) -> grpc.Statu
         return grpc.StatusCode.OK
     except grpc.RpcError as err:
         code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
-        if code in _BAD:
+        if code in _BAD or "metadata size" in (err.details() or ""):  # type: ignore[attr-defined]
             raise AssertionError(
                 f"{spec.path} answered {code.name}: {err.details()!r}"  # type: ignore[attr-defined]
                 f" for {payload[:40]!r}"
@@ -136,3 +136,20 @@ def test_undecodable_grpc_request_is_invalid_argument_with_short_text_regression
         text = agent.log_path.read_text(errors="replace")
         assert "Traceback" not in text
         assert text.count("rpc request undecodable") <= 2  # once per kind a minute
+
+
+def test_error_quoting_a_70000_character_id_is_not_a_metadata_overflow_regression(
+    targets: Targets,
+) -> None:
+    # Before: the NOT_FOUND text quoted the whole ID, past gRPC's 16 KiB metadata
+    # limit: the caller got RESOURCE_EXHAUSTED "received metadata size exceeds ...".
+    request = apb.DeregisterServiceRequest(service_id="x" * 70_000).SerializeToString()
+    for address in (targets.server.grpc_addr, targets.client.grpc_addr):
+        with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as caught:
+            channel.unary_unary("/consul.agent.v1.AgentService/DeregisterService")(
+                request, timeout=5
+            )
+        err = caught.value
+        assert err.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+        details = err.details()  # type: ignore[attr-defined]
+        assert details.startswith('Unknown service ID "xxx') and details.endswith("(truncated)")
