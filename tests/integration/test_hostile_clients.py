@@ -173,3 +173,111 @@ def test_index_at_or_above_2_63_on_etcd_answers_after_its_wait_regression(
             assert int(headers["X-Consul-Index"]) >= 1
     status, text, _ = http(client, "GET", "/v1/status/leader")
     assert status == 200 and text.strip('"'), text  # still knows its server
+
+
+def _put(path: str, body: bytes, *headers: bytes) -> bytes:
+    head = [f"PUT {path} HTTP/1.1".encode(), b"Host: x", *headers]
+    head += [b"Content-Length: %d" % len(body), b"Connection: close"]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+_BAD_REQUESTS = [
+    # a body that says gzip and is not
+    _put("/v1/agent/service/register", b"not gzip", b"Content-Encoding: gzip"),
+    # malformed JSON
+    _put("/v1/agent/service/register", b"{nope"),
+    # a lone surrogate, a huge duration
+    _put("/v1/session/create", b'{"Name": "\\ud800", "TTL": 1' + b"0" * 400 + b"}"),
+    # not HTTP at all
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
+    # a header line past aiohttp's limit
+    b"GET /v1/agent/self HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+    # Go-invalid index and wait
+    b"GET /v1/kv/k?index=1_000&wait=0.5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+]
+
+
+def _send(agent: AgentProcess, data: bytes) -> bytes:
+    host, port = agent.http_addr.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionError:
+            pass
+        return b"".join(chunks)
+
+
+def test_bad_requests_do_not_flood_the_log_and_limits_come_from_config_regression(
+    cluster: Cluster, tmp_path: object
+) -> None:
+    # Before: 8,000 bad requests wrote 8 MB of client log (aiohttp tracebacks).
+    from pathlib import Path
+
+    config = Path(str(tmp_path)) / "limits.json"
+    config.write_text(
+        json.dumps({"limits": {"http_max_conns_per_client": 5}, "max_query_time": "1s"})
+    )
+    dev = cluster.server("dev", "--dev")
+    client = cluster.client(
+        "c1", "--retry-join", dev.rpc_addr, "--log-level", "INFO", "--config-file", str(config)
+    )
+    size_before = client.log_path.stat().st_size
+    statuses: dict[bytes, int] = {}
+    for i in range(8000):
+        answer = _send(client, _BAD_REQUESTS[i % len(_BAD_REQUESTS)])
+        status = answer[9:12]
+        statuses[status] = statuses.get(status, 0) + 1
+    assert set(statuses) <= {b"400", b"431", b""}, statuses
+    grown = client.log_path.stat().st_size - size_before
+    log = client.log_path.read_text(errors="replace")
+    print(f"8000 bad requests: statuses {statuses}, log grew {grown} bytes")
+    assert "Traceback" not in log
+    assert grown < 16 * 1024, log[-3000:]
+
+    # limits.http_max_conns_per_client from the config file: the 6th connection gets 429.
+    host, port = client.http_addr.split(":")
+    held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(5)]
+    try:
+        wait_until(
+            lambda: b"429 Too Many Requests" in _send(client, b""),
+            what="the sixth connection refused",
+        )
+    finally:
+        for sock in held:
+            sock.close()
+    wait_until(lambda: http(client, "GET", "/v1/status/leader")[0] == 200, what="served again")
+    # max_query_time from the config file: a 10-minute wait is cut to 1 s.
+    _, _, headers = http(client, "GET", "/v1/kv/none")
+    status, _, _ = http(client, "GET", f"/v1/kv/none?index={headers['X-Consul-Index']}&wait=10m")
+    assert status == 404
+
+
+def test_grpc_min_index_at_or_above_2_63_on_etcd_answers_after_its_wait_regression(
+    pair: tuple[AgentProcess, AgentProcess],
+) -> None:
+    # The gRPC side of the same overflow: QueryOptions.min_index is a uint64.
+    import grpc
+
+    from generated.consul.common.v1 import query_pb2 as qpb
+    from generated.consul.event.v1 import event_pb2 as epb
+    from generated.consul.event.v1 import event_pb2_grpc
+    from generated.consul.session.v1 import session_pb2 as spb
+    from generated.consul.session.v1 import session_pb2_grpc
+
+    server, client = pair
+    for address in (server.grpc_addr, client.grpc_addr):
+        with grpc.insecure_channel(address) as channel:
+            for index in (2**63 - 1, 2**64 - 1):
+                options = qpb.QueryOptions(min_index=index)
+                options.max_wait.FromSeconds(1)
+                sessions = session_pb2_grpc.SessionServiceStub(channel).List(
+                    spb.ListRequest(options=options), timeout=20
+                )
+                assert sessions.meta.index >= 1
+                events = event_pb2_grpc.EventServiceStub(channel).List(
+                    epb.ListRequest(options=options), timeout=20
+                )
+                assert events.meta.index >= 1
