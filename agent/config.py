@@ -88,6 +88,10 @@ class AgentConfig:
             raise InvalidArgument("rpc_rate must be positive")
         if self.rpc_max_burst < 1:
             raise InvalidArgument("rpc_max_burst must be at least 1")
+        if min(self.http_max_conns_per_client, self.http_max_blocking_queries_per_client) < 0:
+            raise InvalidArgument("limits must not be negative (0 means no limit)")
+        if self.max_query_time <= 0:
+            raise InvalidArgument("max_query_time must be positive")
         return self
 
     def merged(self, overrides: dict[str, Any]) -> AgentConfig:
