@@ -33,6 +33,7 @@ from agent.http.limits import (
     ClientTracker,
     HTTPLimits,
     blocking_query_middleware,
+    write_shield_middleware,
 )
 from agent.http.params import MAX_BODY_SIZE
 from agent.http.protocols import Invoker, LocalAgent
@@ -53,7 +54,8 @@ def build_app(
 ) -> web.Application:
     """Consul's ``/v1`` API: agent, catalog, health, kv, status, session, event and txn."""
     app = web.Application(
-        middlewares=[error_middleware, blocking_query_middleware], client_max_size=MAX_BODY_SIZE
+        middlewares=[write_shield_middleware, error_middleware, blocking_query_middleware],
+        client_max_size=MAX_BODY_SIZE,
     )
     app[LIMITS] = limits or HTTPLimits()
     app[TRACKER] = ClientTracker(app[LIMITS])

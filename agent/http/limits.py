@@ -9,6 +9,8 @@
   gets 429 for the next one, at once, never a stall. 0 means no limit.
 - ``max_query_time`` (Consul's key, default 600 s): a longer ``?wait=`` is cut
   to it, as Consul's servers do.
+- A client that leaves cancels its read (the listener's handler cancellation),
+  while a write runs to completion (:func:`write_shield_middleware`).
 
 :class:`ClientTracker` keeps the counts for one listener (no lock: all on the
 event loop); :class:`ClientLimitedSite` is an aiohttp site whose protocol
@@ -41,6 +43,7 @@ __all__ = [
     "TooManyBlockingQueries",
     "blocking_query_middleware",
     "http_samples",
+    "write_shield_middleware",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,6 +101,8 @@ class ClientTracker:
         self.blocking: Counter[str] = Counter()
         self.refused_connections = 0
         self.refused_blocking = 0
+        # Writes whose client left, still finishing (write_shield_middleware).
+        self.shielded: set[asyncio.Future[Any]] = set()
 
     def open_connection(self, client: str) -> bool:
         limit = self.limits.max_conns_per_client
@@ -156,6 +161,40 @@ async def blocking_query_middleware(
         return response
     finally:
         tracker.end_blocking(client)
+
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@web.middleware
+async def write_shield_middleware(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
+    """Writes run to completion even when their client leaves.
+
+    The listener cancels the handler of a client that went away (so that an
+    abandoned blocking read releases everything at once); a write half done
+    would leave local state and the servers out of step, so a write is shielded
+    from that cancellation, as Consul completes a write whose client left.
+    Its own deadlines still bound it.
+    """
+    if request.method in _READS:
+        response: web.StreamResponse = await handler(request)
+        return response
+    task = asyncio.ensure_future(handler(request))
+    tracker = request.app[TRACKER]
+    tracker.shielded.add(task)
+    task.add_done_callback(tracker.shielded.discard)
+    task.add_done_callback(_retrieve)
+    response = await asyncio.shield(task)
+    return response
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # The client is gone: nobody reads the outcome (the error middleware, inside
+    # the shield, already answered errors), so only mark it retrieved.
+    if not task.cancelled():
+        task.exception()
 
 
 class _Guarded(asyncio.Protocol):

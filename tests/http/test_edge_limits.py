@@ -31,6 +31,12 @@ class ParkingInvoker(FakeInvoker):
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def rpc(self, spec: MethodSpec, request: Message) -> Message:
+        if getattr(request, "key", "") == "slow-write":
+            self.parked += 1
+            try:
+                await self.release.wait()
+            finally:
+                self.parked -= 1
         options = getattr(request, "options", None)
         if options is not None and options.min_index > 0:
             self.parked += 1
@@ -178,3 +184,17 @@ async def test_raw_invalid_utf8_in_path_is_not_a_500_regression(live: Live) -> N
         writer.close()
         status = int(answer.split(b" ", 2)[1])
         assert status < 500, answer
+
+
+async def test_write_whose_client_left_still_completes(live: Live) -> None:
+    # Handler cancellation is for reads: a write half done would leave the
+    # agent and the servers out of step.
+    _, writer = await live.send(
+        b"PUT /v1/kv/slow-write HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nv"
+    )
+    await _poll(lambda: live.invoker.parked == 1, "the write is in flight")
+    writer.close()
+    await _poll(lambda: not live.tracker.connections, "the client is gone")
+    live.invoker.release.set()
+    await _poll(lambda: "slow-write" in live.invoker.kv, "the write completed")
+    await _poll(lambda: not live.tracker.shielded, "no shielded write left")
