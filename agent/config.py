@@ -30,6 +30,7 @@ _DURATIONS = {
     "rpc_hold_timeout",
     "leader_ttl",
     "rebalance_interval",
+    "max_query_time",
 }
 
 
@@ -61,6 +62,11 @@ class AgentConfig:
     enable_script_checks: bool = False
     #: Serve the web UI at /ui/ (on for --dev; ``ui_config { enabled }`` or ``--ui``).
     ui: bool = False
+    # HTTP edge limits (agent.http.limits); the first two are read from Consul's
+    # "limits" block, max_query_time is Consul's top-level key.
+    http_max_conns_per_client: int = 200
+    http_max_blocking_queries_per_client: int = 128
+    max_query_time: float = 600.0
 
     def validated(self) -> AgentConfig:
         if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
@@ -84,11 +90,18 @@ class AgentConfig:
             raise InvalidArgument("rpc_rate must be positive")
         if self.rpc_max_burst < 1:
             raise InvalidArgument("rpc_max_burst must be at least 1")
+        if min(self.http_max_conns_per_client, self.http_max_blocking_queries_per_client) < 0:
+            raise InvalidArgument("limits must not be negative (0 means no limit)")
+        if self.max_query_time <= 0:
+            raise InvalidArgument("max_query_time must be positive")
         return self
 
     def merged(self, overrides: dict[str, Any]) -> AgentConfig:
         """A copy with ``overrides`` (config-file or flag values) applied and typed."""
         known = {f.name for f in fields(self)} | {"ui_config"}
+        limits = overrides.get("limits")
+        if isinstance(limits, dict):  # Consul's limits { ... } block: its keys, flattened
+            overrides = {**{k: v for k, v in overrides.items() if k != "limits"}, **limits}
         clean: dict[str, Any] = {}
         for key, value in overrides.items():
             name = {"node": "node_name", "bind_addr": "advertise_addr"}.get(key, key)

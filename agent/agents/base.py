@@ -29,6 +29,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from agent.config import AgentConfig
+from agent.http.limits import HTTPLimits
 from agent.http.protocols import Invoker
 from agent.http.protocols import LocalAgent as LocalEndpoint
 from agent.http.serve import serve_http
@@ -183,6 +184,7 @@ class AgentBase(ABC):
             metrics=self.metrics,
             leave_requested=self.leave_requested,
             ui=cfg.ui,
+            limits=HTTPLimits.of(cfg),
         )
         await http.start()
         self.on_stop(stack, "http", http.aclose)

@@ -8,6 +8,7 @@ import json
 from aiohttp import web
 
 from agent.http.app import build_app
+from agent.http.limits import TRACKER, HTTPLimits, http_samples
 from agent.http.protocols import Invoker, LocalAgent
 from agent.http.server import HTTPServer
 from agent.metrics import PROMETHEUS_CONTENT_TYPE, AgentMetrics
@@ -25,6 +26,7 @@ def serve_http(
     metrics: AgentMetrics,
     leave_requested: asyncio.Event,
     ui: bool = False,
+    limits: HTTPLimits | None = None,
 ) -> HTTPServer:
     """An unstarted HTTPServer for ``address`` (``host:port``; port 0 picks one)."""
 
@@ -39,7 +41,11 @@ def serve_http(
         node_name=node_name,
         on_leave=on_leave,
         ui=ui,
+        limits=limits,
     )
+    tracker = app[TRACKER]
+
+    metrics.add_source(lambda: http_samples(tracker))
 
     async def agent_metrics(request: web.Request) -> web.Response:
         if request.query.get("format") == "prometheus":
