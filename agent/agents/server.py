@@ -321,11 +321,15 @@ class ServerAgent(AgentBase):
         )
 
     def _datacenter_of(self, address: str) -> str | None:
-        """The datacenter of a server the WAN router knows at ``address`` (for TLS names)."""
+        """The datacenter of the server at ``address``, if known (the name its TLS
+        certificate must carry): from the WAN router, else from a WAN member."""
         for state in self.wan_router.state().values():
             for server in state.servers:
                 if server.address == address:
                     return server.datacenter
+        for member in self.wan_hub.members.values():
+            if member.address == address:
+                return member.datacenter
         return None
 
     async def _stay_alive(self) -> None:

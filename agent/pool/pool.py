@@ -128,6 +128,8 @@ class _Conn:
     channel: grpc.aio.Channel
     last_used: float
     in_flight: int = 0
+    #: The server name its TLS handshake checked (None: the address dialed).
+    target: str | None = None
     retired: bool = False
     retired_at: float = 0.0
     closing: bool = field(default=False)
@@ -217,22 +219,27 @@ class ConnPool:
         if self._closed:
             raise RuntimeError("pool is closed")
         conn = self._conns.get(address)
+        target = self._security.target_name(address) if self._security is not None else None
+        if conn is not None and conn.target is None and target is not None:
+            # Dialed before the server's name was known (a WAN seed): dial again
+            # so that the handshake checks the name from now on.
+            self._retire(address, "server name now known")
+            conn = None
         if conn is None:
             if not address or ":" not in address:
                 raise ValueError(f"server address must be host:port, got {address!r}")
-            channel = self._dial(address)
-            conn = _Conn(address=address, channel=channel, last_used=self._clock())
+            channel = self._dial(address, target)
+            conn = _Conn(address=address, channel=channel, last_used=self._clock(), target=target)
             self._conns[address] = conn
             self.stats.dials += 1
             logger.debug("dialed server address=%s", address)
         return conn
 
-    def _dial(self, address: str) -> grpc.aio.Channel:
+    def _dial(self, address: str, name: str | None) -> grpc.aio.Channel:
         security = self._security
         if security is None:
             return grpc.aio.insecure_channel(address, options=self._options)
         options = list(self._options)
-        name = security.target_name(address)
         if name:
             options.append(("grpc.ssl_target_name_override", name))
         return grpc.aio.secure_channel(address, security.credentials(), options=options)
@@ -248,13 +255,16 @@ class ConnPool:
         blocking queries) may finish; it is closed when the last one ends, or
         after RETIRE_GRACE at the latest.
         """
+        self._retire(address, "transport failure")
+
+    def _retire(self, address: str, why: str) -> None:
         conn = self._conns.pop(address, None)
         if conn is None:
             return
         conn.retired = True
         conn.retired_at = self._clock()
         self.stats.retired += 1
-        logger.info("dropped failed server channel address=%s", address)
+        logger.info("dropped server channel address=%s why=%s", address, why)
         if conn.in_flight == 0:
             self._close_later(conn)
         else:

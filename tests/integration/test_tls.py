@@ -310,3 +310,55 @@ def test_bad_certificate_files_refuse_to_start_with_the_reason(pki: PKI) -> None
     assert "verify_incoming set, and no CA certificate" in no_ca
     not_pem = start_refused(pki, "notpem", {"defaults": defaults(pki.server.key, pki.server)})
     assert "holds no" in not_pem
+
+
+def kv_get(agent: AgentProcess, key: str, dc: str) -> bytes | None:
+    with grpc.insecure_channel(agent.grpc_addr) as ch:
+        req = kv_pb2.GetRequest(key=key)
+        req.options.datacenter = dc
+        resp = kv_pb2_grpc.KVServiceStub(ch).Get(req, timeout=T)
+    return resp.pair.value if resp.HasField("pair") else None
+
+
+def wan_server(cluster: Cluster, pki: PKI, name: str, dc: str, cert: CertFiles, *extra: str):  # type: ignore[no-untyped-def]
+    tls = {
+        "defaults": defaults(pki.ca.cert, cert, verify_incoming=True, verify_outgoing=True),
+        "internal_rpc": {"verify_server_hostname": True},
+    }
+    path = config_file(pki.root / f"{name}.json", tls)
+    return cluster.server(
+        name, "--dev", "--datacenter", dc, "--config-file", path, "--suspect-timeout", "2s", *extra
+    )
+
+
+@pytest.mark.timeout(120)
+def test_wan_forwarding_over_mtls_checks_the_remote_datacenters_name(
+    cluster: Cluster, pki: PKI
+) -> None:
+    a1 = wan_server(cluster, pki, "a1", "dc1", pki.server)
+    b1 = wan_server(cluster, pki, "b1", "dc2", pki.server_dc2, "--retry-join-wan", a1.rpc_addr)
+    with grpc.insecure_channel(b1.grpc_addr) as ch:
+        kv_pb2_grpc.KVServiceStub(ch).Put(kv_pb2.PutRequest(key="wan/k", value=b"b"), timeout=T)
+    # dc1 -> dc2 and back, each dial checking server.<that dc>.consul.
+    assert wait_until(lambda: kv_get(a1, "wan/k", "dc2"), timeout=30, what="a1 reads dc2") == b"b"
+    assert kv_get(b1, "wan/k", "dc1") is None
+
+    # A "dc3" server holding a dc1 certificate: it reaches dc1 (its seed dial is
+    # checked against the address), but dc1's dials back check server.dc3.consul,
+    # so dc1 never links to dc3 nor forwards to it.
+    c1 = wan_server(cluster, pki, "c1", "dc3", pki.server, "--retry-join-wan", a1.rpc_addr)
+    with grpc.insecure_channel(c1.grpc_addr) as ch:
+        kv_pb2_grpc.KVServiceStub(ch).Put(kv_pb2.PutRequest(key="wan/k", value=b"c"), timeout=T)
+
+    def refused() -> bool:
+        try:
+            kv_get(a1, "wan/k", "dc3")
+        except grpc.RpcError as exc:
+            # The link to dc3 never gets through its handshake: no route to dc3.
+            return exc.code() == grpc.StatusCode.UNAVAILABLE and (exc.details() or "") in (
+                "No path to datacenter",
+                "Remote DC has no server currently reachable",
+            )
+        return False
+
+    wait_until(refused, timeout=30, what="dc1 to refuse dc3's server")

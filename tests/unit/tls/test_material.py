@@ -210,3 +210,28 @@ async def test_pool_dials_tls_and_checks_the_server_name(
 
 def test_no_outgoing_tls_without_verify_outgoing() -> None:
     assert Configurator(TLSConfig(), datacenter="dc1").outgoing() is None
+
+
+class Names:
+    """A ChannelSecurity whose server names are learned later (a WAN seed)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials()
+
+    def target_name(self, address: str) -> str | None:
+        return self.names.get(address)
+
+
+async def test_pool_redials_once_a_servers_name_becomes_known() -> None:
+    names = Names()
+    async with ConnPool(security=names) as pool:
+        first = pool.channel("127.0.0.1:1")
+        assert pool.channel("127.0.0.1:1") is first
+        names.names["127.0.0.1:1"] = "server.dc2.consul"
+        second = pool.channel("127.0.0.1:1")
+        assert second is not first
+        assert pool.channel("127.0.0.1:1") is second
+        assert (pool.stats.dials, pool.stats.retired) == (2, 1)
