@@ -130,9 +130,8 @@ def https_context(
         except ssl.SSLError as exc:
             raise InvalidArgument(f"tls.{section}.tls_cipher_suites: {exc}") from exc
     load_chain(ctx, settings, material)
-    ctx.verify_mode = ssl.CERT_REQUIRED if settings.verify_incoming else ssl.CERT_OPTIONAL
-    if material.ca_pem is None:
-        ctx.verify_mode = ssl.CERT_NONE
+    # Without verify_incoming no client certificate is asked for (nor checked).
+    ctx.verify_mode = ssl.CERT_REQUIRED if settings.verify_incoming else ssl.CERT_NONE
     return ctx
 
 

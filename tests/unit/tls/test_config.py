@@ -124,3 +124,21 @@ def test_a_tls_listener_needs_a_certificate() -> None:
     cfg = AgentConfig(server=True, grpc_tls_addr="127.0.0.1:8503")
     with pytest.raises(InvalidArgument, match=r"ports\.grpc_tls is set"):
         cfg.validated()
+
+
+def test_agent_flags_for_the_tls_listeners() -> None:
+    from agent.cli import build_config, parser
+
+    argv = ["agent", "--dev", "--http-addr", "127.0.0.2:8500", "-https-port", "8501"]
+    argv += ["-grpc-tls-port", "8503", "-domain", "example"]
+    args = parser().parse_args(argv)
+    assert args.ports == {"https": 8501, "grpc_tls": 8503}
+    # The listeners need certificates (from the config file's tls stanza).
+    with pytest.raises(InvalidArgument, match=r"ports\.https is set, but tls\.https"):
+        build_config(args)
+    args.ports = None
+    cfg = build_config(args)
+    assert cfg.domain == "example" and cfg.https_addr == "" and cfg.grpc_tls_addr == ""
+    args.grpc_tls_addr = "127.0.0.1:9999"
+    with pytest.raises(InvalidArgument, match=r"ports\.grpc_tls is set"):
+        build_config(args)
