@@ -12,7 +12,9 @@ the connection pool need:
   connection. With ``verify_incoming`` a peer must present a certificate
   issued by the CA.
 - ``https_context()``: the HTTPS listener's ``ssl.SSLContext``; a reload loads
-  the new chain into the same context (new handshakes use it).
+  the new chain into the same context (new handshakes use it). OpenSSL can add
+  CAs to a context but not drop them: a CA removed from the files is still
+  trusted for HTTPS until the agent restarts.
 - ``outgoing()``: the ``ChannelSecurity`` of the connection pool when
   ``internal_rpc.verify_outgoing`` is set: the current channel credentials
   (read at each dial, so channels dialed after a reload use the new
