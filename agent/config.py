@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.durations import parse_duration
 from agent.errors import InvalidArgument
+from agent.tls.config import TLSConfig, ports_addresses
 
 __all__ = ["VERSION", "AgentConfig", "load_config_file", "setup_logging", "with_node_id"]
 
@@ -67,6 +68,11 @@ class AgentConfig:
     http_max_conns_per_client: int = 200
     http_max_blocking_queries_per_client: int = 128
     max_query_time: float = 600.0
+    # TLS (Consul 1.12+ ``tls`` stanza; ``ports.https`` / ``ports.grpc_tls`` set these two).
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    https_addr: str = ""
+    grpc_tls_addr: str = ""
+    domain: str = "consul"
 
     def validated(self) -> AgentConfig:
         if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
@@ -94,6 +100,12 @@ class AgentConfig:
             raise InvalidArgument("limits must not be negative (0 means no limit)")
         if self.max_query_time <= 0:
             raise InvalidArgument("max_query_time must be positive")
+        if self.https_addr and not self.tls.https.has_cert:
+            raise InvalidArgument("ports.https is set, but tls.https has no cert_file and key_file")
+        if self.grpc_tls_addr and not self.tls.grpc.has_cert:
+            raise InvalidArgument(
+                "ports.grpc_tls is set, but tls.grpc has no cert_file and key_file"
+            )
         return self
 
     def merged(self, overrides: dict[str, Any]) -> AgentConfig:
@@ -105,13 +117,21 @@ class AgentConfig:
         clean: dict[str, Any] = {}
         for key, value in overrides.items():
             name = {"node": "node_name", "bind_addr": "advertise_addr"}.get(key, key)
-            if name not in known:
+            if name not in known and name != "ports":
                 raise InvalidArgument(f"Unknown configuration key {key!r}")
             if value is None:
                 continue
             if key == "ui_config":
                 name, value = "ui", _ui_enabled(value)
-            if name in _DURATIONS:
+            if key == "ports":
+                base = replace(self, **clean)
+                clean.update(
+                    ports_addresses(value, http_addr=base.http_addr, grpc_addr=base.grpc_addr)
+                )
+                continue
+            if name == "tls":
+                value = TLSConfig.parse(value)
+            elif name in _DURATIONS:
                 value = parse_duration(value)
             elif name in ("retry_join", "retry_join_wan", "etcd_endpoints"):
                 if isinstance(value, str):
