@@ -23,7 +23,7 @@ from agent.commands import agent_cmds, catalog_cmds, kv_cmds, lock_cmd, watch_cm
 from agent.commands.api import APIError
 from agent.errors import ConsulError
 
-__all__ = ["COMMANDS", "handles", "main", "parser"]
+__all__ = ["COMMANDS", "handles", "main", "parse", "parser"]
 
 COMMANDS = frozenset(
     {
@@ -67,8 +67,23 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """``argv`` parsed by its command's parser. Flags may follow positionals
+    (``kv get key -recurse``), except where the rest of the line is a child
+    process's (``lock``, ``watch``)."""
+    root = parser()
+    sub = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
+    command = sub.choices[argv[0]]
+    if argv[0] in ("lock", "watch"):
+        args = command.parse_args(list(argv[1:]))
+    else:
+        args = command.parse_intermixed_args(list(argv[1:]))
+    args.command = argv[0]
+    return args
+
+
 def main(argv: Sequence[str]) -> int:
-    args = parser().parse_args(list(argv))
+    args = parse(argv)
     try:
         code: int = asyncio.run(args.run(args))
         return code

@@ -130,6 +130,17 @@ async def _release_semaphore(api: Client, prefix: str, session: str) -> None:
     await api.request("DELETE", f"/v1/kv/{prefix}/{session}")
 
 
+async def _destroy(api: Client, key: str) -> None:
+    """Delete the lock key if nobody holds it any more (the Go API's ``Destroy``)."""
+    pairs, _ = await api.get(f"/v1/kv/{key}", ok_404=True)
+    if not pairs or pairs[0].get("Session"):
+        return
+    pair = pairs[0]
+    if pair.get("Flags") == SEMAPHORE_FLAG and _lock_doc(pair, 0)["Holders"]:
+        return
+    await api.request("DELETE", f"/v1/kv/{key}", {"cas": pair["ModifyIndex"]})
+
+
 async def _run_child(command: str, lost: asyncio.Event) -> int:
     child = await asyncio.create_subprocess_exec("/bin/sh", "-c", command)
     waiting = asyncio.ensure_future(child.wait())
