@@ -73,7 +73,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     process's (``lock``, ``watch``)."""
     root = parser()
     sub = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
-    command = sub.choices[argv[0]]
+    command: argparse.ArgumentParser = sub.choices[argv[0]]
     if argv[0] in ("lock", "watch"):
         args = command.parse_args(list(argv[1:]))
     else:
