@@ -30,11 +30,13 @@ from agent.configfile.keys import (
     DURATION,
     FLOAT,
     INT,
+    KEYS,
     LIST,
     MAP,
     PLANNED,
     SERVICES,
     STR,
+    SUPPORTED,
     KeySpec,
     fold,
     lookup,
@@ -297,12 +299,10 @@ def _address(host: str | None, port: int | None, current: str) -> str:
 
 
 def _values(flat: dict[str, Any], defaults: dict[str, str]) -> dict[str, Any]:
-    from agent.configfile.keys import KEYS
-
     values: dict[str, Any] = {}
     for path, value in flat.items():
         spec = KEYS[path]
-        if spec.field is None or spec.use is not spec.use.SUPPORTED:
+        if spec.field is None or spec.use is not SUPPORTED:
             continue
         old = values.get(spec.field)
         if isinstance(value, tuple) and isinstance(old, tuple):
