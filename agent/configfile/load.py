@@ -200,6 +200,10 @@ class _Walker:
             raise self.error(at, f"{path} must be an object")
         if spec.shape != ANY:
             value = self._typed(path, spec.shape, value, at)
+        if path == "ports.grpc" and value < 0:
+            raise self.error(
+                at, "ports.grpc cannot be disabled: the agent's gRPC API is its address"
+            )
         self.flat[path] = value
 
     def _objects(self, raw: Any, at: tuple[str | int, ...]) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from agent.config import AgentConfig
 from agent.configfile.load import LoadedConfig, load_sources
 from agent.errors import InvalidArgument
+from agent.http.operator_routes import BROADCAST
 from generated.consul.agent.v1 import agent_pb2 as apb
 
 __all__ = ["RELOADABLE", "ConfigRuntime"]
@@ -138,10 +139,10 @@ class ConfigRuntime:
                 logger.warning("%s", warning)
             self._apply_services(loaded)
             if new.log_level != self.config.log_level:
-                try:
-                    logging.getLogger().setLevel(new.log_level.upper())
-                except ValueError:
-                    raise InvalidArgument(f"Unknown log level {new.log_level!r}") from None
+                levelno = logging.getLevelName(new.log_level.upper())
+                if not isinstance(levelno, int):
+                    raise InvalidArgument(f"Unknown log level {new.log_level!r}")
+                BROADCAST.set_agent_level(levelno)
                 logger.info("log level changed to %s", new.log_level)
             if self.on_tls is not None:
                 for error in self.on_tls(loaded) or []:

@@ -4,8 +4,9 @@ The agent fills an :class:`OperatorHooks` with what it can do (reload its
 config files, join an address); a hook left ``None`` answers 500 "not
 supported by this agent". Force-leave needs no hook: it is the membership
 Leave RPC (with ``prune``) sent through the agent's invoker. Monitor streams
-the agent's own log records (those its ``log_level`` lets through, at or
-above the requested level) as Consul's text lines, or JSON with ``?logjson``.
+the agent's log records at or above the requested level (below the agent's
+own ``log_level`` too, as Consul's) as Consul's text lines, or JSON with
+``?logjson``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from agent.http.params import flag
 from agent.rpc.methods import method_spec
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
-__all__ = ["LOG_LEVELS", "LogBroadcast", "OperatorHooks", "add_operator_routes"]
+__all__ = ["BROADCAST", "LOG_LEVELS", "LogBroadcast", "OperatorHooks", "add_operator_routes"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class LogBroadcast(logging.Handler):
             set()
         )
         self._text = logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+        # While a monitor wants more than the agent logs: the agent's level, and
+        # its other handlers' levels as they were.
+        self._agent_level: int | None = None
+        self._held: dict[logging.Handler, int] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         if not self._subscribers:
@@ -88,16 +93,52 @@ class LogBroadcast(logging.Handler):
 
     @contextlib.contextmanager
     def subscribe(self, level: int, as_json: bool) -> Iterator[asyncio.Queue[str]]:
+        """A queue of log lines at ``level`` and above, for as long as the block runs.
+
+        As Consul's monitor, a level below the agent's own (``debug`` on an
+        ``INFO`` agent) is served: while such a monitor is attached the root
+        logger lets those records through and the agent's other handlers are
+        held at the agent's level, so its own log does not change.
+        """
         queue: asyncio.Queue[str] = asyncio.Queue(MONITOR_BUFFER)
         entry = (asyncio.get_running_loop(), queue, level, as_json)
         self._subscribers.add(entry)
         root = logging.getLogger()
         if self not in root.handlers:
             root.addHandler(self)
+        self._lower_to(min(s[2] for s in self._subscribers))
         try:
             yield queue
         finally:
             self._subscribers.discard(entry)
+            self._lower_to(min((s[2] for s in self._subscribers), default=None))
+
+    def _lower_to(self, level: int | None) -> None:
+        root = logging.getLogger()
+        if self._agent_level is None:
+            if level is None or level >= root.level:
+                return
+            self._agent_level = root.level
+            self._held = {h: h.level for h in root.handlers if h is not self}
+            for h in self._held:
+                h.setLevel(max(h.level, self._agent_level))
+        if level is None or level >= self._agent_level:
+            root.setLevel(self._agent_level)
+            for h, original in self._held.items():
+                h.setLevel(original)
+            self._agent_level, self._held = None, {}
+        else:
+            root.setLevel(level)
+
+    def set_agent_level(self, level: int) -> None:
+        """Change the agent's log level (``reload``), minding attached monitors."""
+        if self._agent_level is None:
+            logging.getLogger().setLevel(level)
+            return
+        self._agent_level = level
+        for h in self._held:
+            h.setLevel(level)
+        self._lower_to(min((s[2] for s in self._subscribers), default=None))
 
 
 def _offer(queue: asyncio.Queue[str], line: str) -> None:

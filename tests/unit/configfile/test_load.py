@@ -128,14 +128,17 @@ def test_addresses_and_ports_compose(tmp_path: Path) -> None:
     path = write(
         tmp_path,
         "a.json",
-        '{"client_addr": "0.0.0.0", "ports": {"http": 18500, "grpc": -1, "server": 18300},'
+        '{"client_addr": "0.0.0.0", "ports": {"http": -1, "grpc": 18502, "server": 18300},'
         ' "addresses": {"grpc": "127.0.0.2"}}',
     )
     cfg = apply_sources(AgentConfig(), [("file", str(path))])
-    assert cfg.http_addr == "0.0.0.0:18500"
-    assert cfg.grpc_addr == ""  # -1 disables, as in Consul
+    assert cfg.http_addr == ""  # -1 disables, as in Consul
+    assert cfg.grpc_addr == "127.0.0.2:18502"
     assert cfg.rpc_addr == "127.0.0.1:18300"
     assert cfg.config_sources == (("file", str(path)),)
+    path.write_text('{"ports": {"grpc": -1}}')
+    with pytest.raises(ConfigError, match=r"a\.json:1: ports.grpc cannot be disabled"):
+        apply_sources(AgentConfig(), [("file", str(path))])
 
 
 def test_other_teams_keys_are_listed_to_plug_in() -> None:
