@@ -345,3 +345,29 @@ def test_semaphore_admits_n_holders(cluster: Cluster, tmp_path: Path) -> None:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_wan_join_and_a_client_library(cluster: Cluster) -> None:
+    import consul
+
+    dc1 = cluster.server("s1", "--dev", "--datacenter", "dc1")
+    dc2 = cluster.server("s2", "--dev", "--datacenter", "dc2")
+    out = run(dc1, "join", "-wan", dc2.rpc_addr)
+    assert out.stdout.strip() == "Successfully joined cluster by contacting 1 nodes."
+    wait_until(
+        lambda: run(dc1, "catalog", "datacenters").stdout.split() == ["dc1", "dc2"],
+        what="dc2 known to dc1",
+    )
+    assert run(dc1, "catalog", "nodes", "-datacenter", "dc2").stdout.split()[4] == "s2"
+
+    # An unmodified client library's operator calls.
+    host, _, port = dc1.http_addr.rpartition(":")
+    c = consul.Consul(host=host, port=int(port))
+    assert c.agent.reload() is True
+    assert c.agent.join(dc1.rpc_addr) is True
+    try:
+        c.agent.force_leave("nobody")
+    except consul.ConsulException as exc:
+        assert "No node found with name 'nobody'" in str(exc)
+    else:
+        raise AssertionError("force-leave of an unknown node succeeded")
