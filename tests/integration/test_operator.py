@@ -189,6 +189,9 @@ def test_cli_over_http_against_a_dev_agent(cluster: Cluster, tmp_path: Path) -> 
     out = run(dev, "services", "deregister", str(tmp_path / "api.json")).stdout
     assert out == "Deregistered service: api-1\n"
     wait_until(lambda: "api" not in catalog_services(dev), what="api deregistered")
+    run(dev, "services", "register", "-name", "flagged", "-port", "9", "-tag", "t1")
+    wait_until(lambda: "flagged" in catalog_services(dev), what="service from flags")
+    assert http(dev, "/v1/catalog/service/flagged")[0]["ServiceTags"] == ["t1"]
 
     # maint, event, force-leave of an unknown node.
     assert run(dev, "maint", "-enable", "-reason", "upgrade").stdout.strip() == (
