@@ -12,9 +12,10 @@ As Consul's ``consul lock`` (and its Go API's Lock and Semaphore):
   contender key lost its session are pruned; a slot is taken when fewer than
   N remain, else wait for the prefix to change.
 
-The child runs with ``sh -c`` (Consul's ``-shell``), its exit code is ours;
-if the session cannot be renewed the lock is lost and the child is
-terminated. On the way out the hold is released and the session destroyed.
+The child runs with ``sh -c`` (Consul's ``-shell``), its exit code is ours.
+The hold is watched with blocking reads; when it is lost (the session
+invalidated or destroyed, the key taken away) the child is terminated and
+we exit 1. On the way out the hold is released and the session destroyed.
 """
 
 from __future__ import annotations
@@ -130,6 +131,32 @@ async def _release_semaphore(api: Client, prefix: str, session: str) -> None:
     await api.request("DELETE", f"/v1/kv/{prefix}/{session}")
 
 
+async def _monitor(api: Client, prefix: str, session: str, n: int, lost: asyncio.Event) -> None:
+    """Watch the hold with blocking reads (the Go API's ``monitorLock``): the lock
+    key no longer held by our session, or the semaphore no longer listing it,
+    means the hold is lost."""
+    key = f"{prefix}/.lock"
+    index = 0
+    while not lost.is_set():
+        try:
+            pairs, new_index = await api.get(f"/v1/kv/{key}", index=index, wait=WAIT, ok_404=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # transient: look again after a pause
+            await asyncio.sleep(1.0)
+            continue
+        pair = pairs[0] if pairs else None
+        if n == 1:
+            held = pair is not None and pair.get("Session") == session
+        else:
+            held = pair is not None and session in _lock_doc(pair, n)["Holders"]
+        if not held:
+            print("Lock lost, killing child", file=sys.stderr)
+            lost.set()
+            return
+        index = new_index if new_index >= index else 0
+
+
 async def _destroy(api: Client, key: str) -> None:
     """Delete the lock key if nobody holds it any more (the Go API's ``Destroy``)."""
     pairs, _ = await api.get(f"/v1/kv/{key}", ok_404=True)
@@ -188,7 +215,15 @@ async def lock(args: argparse.Namespace) -> int:
                 return 1
             if args.verbose:
                 print("Lock acquired", file=sys.stderr)
-            return await _run_child(command, lost)
+            watching = asyncio.create_task(
+                _monitor(api, prefix, session, args.n, lost), name="lock-monitor"
+            )
+            try:
+                return await _run_child(command, lost)
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
         finally:
             renew.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -374,3 +374,21 @@ def test_wan_join_and_a_client_library(cluster: Cluster) -> None:
         assert "No node found with name 'nobody'" in str(exc)
     else:
         raise AssertionError("force-leave of an unknown node succeeded")
+
+
+def test_lock_lost_kills_the_child(cluster: Cluster, tmp_path: Path) -> None:
+    dev = cluster.server("dev", "--dev")
+    procs = _lock_children(dev, tmp_path, 1, ["a"])
+    try:
+        wait_until(lambda: _held(tmp_path) == ["a"], what="holder")
+        (session,) = [s["ID"] for s in http(dev, "/v1/session/list")]
+        http(dev, f"/v1/session/destroy/{session}", method="PUT")
+        assert procs[0].wait(60) == 1  # the child was terminated; release was never touched
+        assert procs[0].stderr is not None
+        assert "Lock lost, killing child" in procs[0].stderr.read()
+        assert not (tmp_path / "release").exists()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
