@@ -52,8 +52,8 @@ CALL_TIMEOUT = 10.0
 
 def _agent_parser(sub: Any) -> None:
     p = sub.add_parser("agent", help="run an agent")
-    p.add_argument("--dev", action="store_true", help="single dev server on the memory store")
-    p.add_argument("--server", action="store_true", help="run as a server")
+    p.add_argument("--dev", "-dev", action="store_true", help="one dev server, memory store")
+    p.add_argument("--server", "-server", action="store_true", help="run as a server")
     p.add_argument("--datacenter", "-datacenter")
     p.add_argument("--node", "-node", dest="node_name")
     p.add_argument("--node-id", dest="node_id")
