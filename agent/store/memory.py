@@ -12,7 +12,10 @@ lengths some waiter or watch listens at), so a write to ``b/`` costs nothing
 to, and never wakes, a waiter on ``a/``.
 
 History: the last ``history_size`` events (50 000 by default, about a minute of
-a busy datacenter at 1 000 writes/s) are kept. A ``wait`` older than that floor
+a busy datacenter at 1 000 writes/s) are kept, and no more than
+``history_bytes`` of their keys and values (64 MiB by default: 50 000 events
+of 512 KiB values would otherwise hold 25 GiB, and a server's RSS grew with
+every pass of writes until the count bound was reached). A ``wait`` older than that floor
 answers True at once (the caller re-reads, which is always safe); a ``watch``
 from before the floor raises ``CompactedError``, as etcd does.
 """
@@ -63,6 +66,11 @@ class _Lease:
     keys: set[str] = field(default_factory=set)
 
 
+def _event_bytes(event: Event) -> int:
+    value = event.entry.value if event.entry is not None else b""
+    return len(event.key) + len(value)
+
+
 class _Subscriber:
     """One ``watch``: its queue, and whether it fell too far behind."""
 
@@ -83,12 +91,13 @@ class MemoryStore:
         self,
         *,
         history_size: int = 50_000,
+        history_bytes: int = 64 * 1024 * 1024,
         watch_queue_size: int = 10_000,
         max_txn_ops: int = MAX_TXN_OPS,
         max_txn_compares: int = MAX_TXN_COMPARES,
     ) -> None:
-        if history_size < 1:
-            raise InvalidArgument("history_size must be at least 1")
+        if history_size < 1 or history_bytes < 1:
+            raise InvalidArgument("history_size and history_bytes must be at least 1")
         if not 1 <= max_txn_ops <= MAX_TXN_OPS or not 1 <= max_txn_compares <= MAX_TXN_COMPARES:
             raise InvalidArgument("transaction limits must be between 1 and the contract's")
         # Lower limits than the contract's let tests reach a caller's splitting
@@ -98,7 +107,10 @@ class MemoryStore:
         self._index = 1
         self._data: dict[str, Entry] = {}
         self._keys: list[str] = []  # sorted, for range and prefix delete
-        self._history: deque[Event] = deque(maxlen=history_size)
+        self._history: deque[Event] = deque()
+        self._history_size = history_size
+        self._history_limit = history_bytes
+        self._history_bytes = 0  # keys and values of the events in _history
         self._compacted = 0  # every event with index > this is in _history
         self._leases: dict[int, _Lease] = {}
         # prefix -> {waiter future: the index it waits to be passed}
@@ -188,6 +200,7 @@ class MemoryStore:
         self._keys = sorted(self._data)
         self._index = max(index, 1)
         self._history.clear()
+        self._history_bytes = 0
         self._compacted = self._index
         for waiters in self._waiters.values():
             for fut in waiters:
@@ -261,10 +274,18 @@ class MemoryStore:
 
     def _publish(self, events: list[Event]) -> None:
         """Record ``events`` in history, wake matching waiters, feed matching watches."""
+        history = self._history
         for event in events:
-            if len(self._history) == self._history.maxlen:
-                self._compacted = max(self._compacted, self._history[0].index)
-            self._history.append(event)
+            history.append(event)
+            self._history_bytes += _event_bytes(event)
+        # Forget the oldest past either bound (a whole commit's events are
+        # kept or forgotten together only as far as the bounds allow).
+        while history and (
+            len(history) > self._history_size or self._history_bytes > self._history_limit
+        ):
+            old = history.popleft()
+            self._history_bytes -= _event_bytes(old)
+            self._compacted = max(self._compacted, old.index)
         waiters, subscribers = self._waiters, self._subscribers
         # Only the lengths somebody listens at: a 10 000-key range delete then
         # costs a few dictionary lookups per key, not one per character.
