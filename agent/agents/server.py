@@ -18,6 +18,8 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+from agent.acl.enforce import guard
+from agent.acl.wiring import TokenInvoker, server_acl
 from agent.agents.base import AgentBase
 from agent.config import VERSION, AgentConfig
 from agent.durations import seconds_duration
@@ -42,6 +44,7 @@ from agent.server.endpoints import (
 from agent.server.leader import LeaderElection
 from agent.server.reconcile import reconcile_forever
 from agent.server.wan import WanForwarder, WanLinks
+from agent.state.acl import ACLState
 from agent.state.catalog import Catalog
 from agent.state.events import EventState
 from agent.state.kv import KVState
@@ -124,13 +127,24 @@ class ServerAgent(AgentBase):
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
-            invoker=self.dispatch,
+            invoker=TokenInvoker(
+                self.dispatch, lambda: config.acl.agent_token or config.acl.default_token
+            ),
             node=self.node,
             members=self.members,
             describe=self.describe,
             cluster_size=lambda: max(1, len(self.hub.members)),
             data_dir=config.data_dir,
             enable_script_checks=config.enable_script_checks,
+        )
+
+        self.acl = server_acl(
+            config,
+            ACLState(self.store, self.replica),
+            self.catalog,
+            self.sessions,
+            lambda: self.local.state,
+            lambda: bool(self.leader and self.leader.known_leader),
         )
 
     def node(self) -> pb.Node:
@@ -273,13 +287,18 @@ class ServerAgent(AgentBase):
             SessionEndpoint(ctx),
             EventEndpoint(ctx),
             TxnEndpoint(ctx),
+            self.acl.endpoint,
         ]
+        endpoints = [
+            guard(s, e, self.acl.gate) for s, e in zip(SERVER_SERVICES, endpoints, strict=True)
+        ]
+        agent_endpoint = guard(AGENT_SERVICE, self.local.endpoint, self.acl.agent_gate)
         for service, endpoint in zip(SERVER_SERVICES, endpoints, strict=True):
             self.dispatch.register(service, endpoint)
         self.serve_services(
             grpc_server, list(zip(SERVER_SERVICES, endpoints, strict=True)), self.dispatch.rpc
         )
-        self.serve_services(grpc_server, [(AGENT_SERVICE, self.local.endpoint)])
+        self.serve_services(grpc_server, [(AGENT_SERVICE, agent_endpoint)])
         await self.serve_health_and_reflection(grpc_server, [*SERVER_SERVICES, AGENT_SERVICE])
         await self.hub.start()
         self.on_stop(stack, "lan-hub", self.hub.aclose)
@@ -298,12 +317,13 @@ class ServerAgent(AgentBase):
         )
         await leader.start()
         self.on_stop(stack, "leader", leader.aclose)
+        await self.acl.start(lambda: leader.is_leader)
         await grpc_server.start()
         await self.links.start()
         self.on_stop(stack, "wan-links", self.links.aclose)
         await self.local.start()
         self.on_stop(stack, "local", self.local.aclose)
-        await self.start_http(stack, invoker=self.dispatch, agent_endpoint=self.local.endpoint)
+        await self.start_http(stack, invoker=self.dispatch, agent_endpoint=agent_endpoint)  # type: ignore[arg-type]
         self._loops.spawn(self._stay_alive(), "server-heartbeat")
         self.on_stop(stack, "heartbeat", self._loops.aclose)
         logger.info(

@@ -205,7 +205,8 @@ class CheckManager:
         if still:
             logger.warning(
                 "check runners did not stop in time count=%d timeout=%s",
-                len(still), self._stop_timeout,
+                len(still),
+                self._stop_timeout,
             )
 
     # -- internals -----------------------------------------------------------------
@@ -237,6 +238,4 @@ class CheckManager:
             return
         exc = task.exception()
         if exc is not None:
-            logger.error(
-                "check runner died check=%s", task.get_name(), exc_info=exc
-            )
+            logger.error("check runner died check=%s", task.get_name(), exc_info=exc)

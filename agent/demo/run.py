@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     once: bool = False

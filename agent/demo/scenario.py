@@ -270,4 +270,3 @@ class _ReadStats:
             return True if self.ok > count else None
 
         return check
-

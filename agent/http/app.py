@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from agent.http.acl_routes import add_acl_routes, token_middleware
 from agent.http.agent_routes import add_agent_routes
 from agent.http.base import CONTEXT, Context, error_middleware
 from agent.http.catalog_routes import add_catalog_routes, add_health_routes
@@ -44,7 +45,9 @@ def build_app(
     on_leave: Callable[[], Awaitable[None]] | None = None,
 ) -> web.Application:
     """Consul's ``/v1`` API: agent, catalog, health, kv, status, session, event and txn."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_SIZE)
+    app = web.Application(
+        middlewares=[error_middleware, token_middleware], client_max_size=MAX_BODY_SIZE
+    )
     app[CONTEXT] = Context(
         invoker=invoker,
         agent=agent_endpoint,
@@ -60,4 +63,5 @@ def build_app(
     add_session_routes(app.router)
     add_event_routes(app.router)
     add_txn_routes(app.router)
+    add_acl_routes(app.router)
     return app

@@ -1,0 +1,250 @@
+"""The resolver: a token secret in, an ``Authorizer`` out, with a small cache.
+
+Where the token comes from: the request's own token, else the agent's
+``acl.tokens.default``, else the anonymous token (SecretID ``anonymous``).
+
+Two sources of identities:
+
+- on a server, ``StateTokens`` reads the datacenter's store (token, its
+  policies and roles, identities, templated policies; expired tokens and
+  policies limited to other datacenters do not count). The cache is keyed by
+  the ACL index (``idx/acl/``, touched by every ACL write on any server): a
+  write anywhere invalidates every server's cache on its next request.
+- on a client agent, an ``Invoker`` asks a server (``ResolveToken``); entries
+  live ``acl.token_ttl`` (30 s, as Consul's). When no server answers,
+  ``acl.down_policy`` decides: ``extend-cache``/``async-cache`` keep using a
+  cached entry however old (deny without one), ``allow``/``deny`` as named.
+
+Compiling is the costly part (the HCL parser), so parsed rule texts are
+cached too, by text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol
+
+from agent.acl.authorizer import Authorizer
+from agent.acl.identity import node_identity_rules, service_identity_rules, templated_rules
+from agent.acl.rules import Rules, merge_rules, parse_rules
+from agent.config import ACLConfig
+from agent.errors import ACLNotFound, ConsulError, InvalidArgument, Unavailable
+from agent.rpc.methods import MethodSpec
+from agent.state.acl import ANONYMOUS_SECRET, GLOBAL_MANAGEMENT_ID, ACLState
+from generated.consul.acl.v1 import acl_pb2 as apb
+from generated.consul.common.v1 import query_pb2 as qpb
+
+__all__ = ["Identity", "InvokerTokens", "Resolver", "StateTokens", "token_expired"]
+
+logger = logging.getLogger(__name__)
+
+#: Cached authorizers per resolver (one per distinct token in use).
+CACHE_SIZE = 1024
+
+RESOLVE_PATH = "/consul.acl.v1.ACLService/ResolveToken"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a token amounts to: who, and every rule text that applies."""
+
+    accessor: str
+    management: bool
+    rules: tuple[str, ...]
+
+
+@lru_cache(maxsize=512)
+def _parsed(text: str) -> Rules:
+    return parse_rules(text)
+
+
+def token_expired(token: dict[str, Any], now: float) -> bool:
+    when = token.get("ExpirationTime")
+    if not when:
+        return False
+    try:
+        stamp = dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False
+    return stamp <= now
+
+
+class StateTokens:
+    """Identities read from a server's ACL state."""
+
+    def __init__(self, state: ACLState, datacenter: str) -> None:
+        self.state = state
+        self.datacenter = datacenter
+
+    def _here(self, datacenters: Any) -> bool:
+        return not datacenters or self.datacenter in datacenters
+
+    async def _policy_rules(self, links: list[dict[str, Any]], out: list[str]) -> bool:
+        management = False
+        for link in links:
+            policy = None
+            if link.get("ID"):
+                policy = await self.state.policy(str(link["ID"]))
+            elif link.get("Name"):
+                policy = await self.state.policy_by_name(str(link["Name"]))
+            if policy is None or not self._here(policy.get("Datacenters")):
+                continue
+            if policy["ID"] == GLOBAL_MANAGEMENT_ID:
+                management = True
+            out.append(str(policy.get("Rules", "")))
+        return management
+
+    async def identity_of(self, token: dict[str, Any]) -> Identity:
+        rules: list[str] = []
+        management = await self._policy_rules(list(token.get("Policies") or []), rules)
+        holders = [token]
+        for link in token.get("Roles") or []:
+            role = None
+            if link.get("ID"):
+                role = await self.state.role(str(link["ID"]))
+            elif link.get("Name"):
+                role = await self.state.role_by_name(str(link["Name"]))
+            if role is not None:
+                holders.append(role)
+                management |= await self._policy_rules(list(role.get("Policies") or []), rules)
+        for holder in holders:
+            for si in holder.get("ServiceIdentities") or []:
+                if self._here(si.get("Datacenters")):
+                    rules.append(service_identity_rules(str(si.get("ServiceName", ""))))
+            for ni in holder.get("NodeIdentities") or []:
+                if ni.get("Datacenter", self.datacenter) == self.datacenter:
+                    rules.append(node_identity_rules(str(ni.get("NodeName", ""))))
+            for tp in holder.get("TemplatedPolicies") or []:
+                if self._here(tp.get("Datacenters")):
+                    rules.append(
+                        templated_rules(str(tp.get("TemplateName")), tp.get("TemplateVariables"))
+                    )
+        return Identity(str(token["AccessorID"]), management, tuple(rules))
+
+    async def __call__(self, secret: str) -> Identity:
+        token = await self.state.token_by_secret(secret)
+        if token is None or token_expired(token, time.time()):
+            raise ACLNotFound()
+        return await self.identity_of(token)
+
+
+class Invoker(Protocol):
+    async def rpc(self, spec: MethodSpec, request: Any) -> Any: ...
+
+
+class InvokerTokens:
+    """Identities asked of a server (a client agent's resolver)."""
+
+    def __init__(self, invoker: Invoker, spec: MethodSpec) -> None:
+        self.invoker = invoker
+        self.spec = spec
+
+    async def __call__(self, secret: str) -> Identity:
+        req = apb.ResolveTokenRequest(options=qpb.QueryOptions(token=secret))
+        resp: apb.ResolveTokenResponse = await self.invoker.rpc(self.spec, req)
+        return Identity(resp.accessor_id, resp.management, tuple(resp.rules))
+
+
+Fetch = Callable[[str], Awaitable[Identity]]
+
+
+class Resolver:
+    """Token secret -> ``Authorizer`` for one agent (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ACLConfig,
+        fetch: Fetch,
+        *,
+        version: Callable[[], Awaitable[int]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.fetch = fetch
+        self.version = version
+        self.clock = clock
+        # secret -> (authorizer, version or expiry time)
+        self._cache: OrderedDict[str, tuple[Authorizer, float]] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    def secret_of(self, token: str) -> str:
+        return token or self.config.default_token or ANONYMOUS_SECRET
+
+    def compile(self, ident: Identity) -> Authorizer:
+        try:
+            rules = merge_rules([_parsed(text) for text in ident.rules])
+        except InvalidArgument as exc:  # a stored policy that no longer parses
+            logger.warning("stored rules fail to parse accessor=%s error=%s", ident.accessor, exc)
+            rules = Rules()
+        return Authorizer(
+            rules,
+            default_allow=self.config.default_policy == "allow",
+            manage=ident.management,
+            accessor=ident.accessor,
+            key_list_policy=self.config.enable_key_list_policy,
+        )
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    async def resolve(self, token: str) -> Authorizer:
+        """The authorizer of ``token``; ``ACLNotFound`` for an unknown secret."""
+        if not self.config.enabled:
+            return Authorizer.allow_all()
+        secret = self.secret_of(token)
+        if self.version is not None:
+            return await self._resolve_versioned(secret, self.version)
+        return await self._resolve_ttl(secret)
+
+    async def _resolve_versioned(
+        self, secret: str, version: Callable[[], Awaitable[int]]
+    ) -> Authorizer:
+        current = float(await version())
+        hit = self._cache.get(secret)
+        if hit is not None and hit[1] == current:
+            return hit[0]
+        authz = self.compile(await self.fetch(secret))
+        self._remember(secret, authz, current)
+        return authz
+
+    async def _resolve_ttl(self, secret: str) -> Authorizer:
+        now = self.clock()
+        hit = self._cache.get(secret)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        try:
+            authz = self.compile(await self.fetch(secret))
+        except Unavailable as exc:
+            return self._down(secret, hit, exc)
+        except ConsulError as exc:
+            if isinstance(exc, ACLNotFound) or exc.http_status < 500:
+                raise
+            return self._down(secret, hit, exc)
+        self._remember(secret, authz, now + self.config.token_ttl)
+        return authz
+
+    def _down(
+        self, secret: str, hit: tuple[Authorizer, float] | None, exc: ConsulError
+    ) -> Authorizer:
+        policy = self.config.down_policy
+        logger.warning("acl servers unreachable down_policy=%s error=%s", policy, exc)
+        if policy == "allow":
+            return Authorizer(Rules(), default_allow=True, accessor="")
+        if policy in ("extend-cache", "async-cache") and hit is not None:
+            return hit[0]
+        return Authorizer(Rules(), default_allow=False, accessor="")
+
+    def _remember(self, secret: str, authz: Authorizer, stamp: float) -> None:
+        self._cache[secret] = (authz, stamp)
+        self._cache.move_to_end(secret)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
