@@ -329,6 +329,8 @@ class ACLState:
             await self.upsert_token(token, create=True)
         except InvalidArgument:
             return  # another server created it first
+        # As Consul: a cluster given its management token is bootstrapped.
+        await self._write([Compare(self.BOOTSTRAP, 0)], [Put(self.BOOTSTRAP, b"initial")])
 
     async def bootstrap(self, reset_index: int | None) -> JSON:
         """Create the first management token, once.
