@@ -420,12 +420,15 @@ class ACLEndpoint:
         self._enabled()
         secret = self.resolver.secret_of(req.options.token)
         ident = await self.tokens(secret)
-        return apb.ResolveTokenResponse(
+        resp = apb.ResolveTokenResponse(
             accessor_id=ident.accessor,
             management=ident.management,
             rules=list(ident.rules),
             default_policy=self.resolver.config.default_policy,
         )
+        if ident.expires is not None:
+            resp.expiration_time.FromNanoseconds(int(ident.expires * 1e9))
+        return resp
 
     async def Authorize(self, req: apb.AuthorizeRequest) -> apb.AuthorizeResponse:
         authz = await self._authz(req.options.token)

@@ -57,6 +57,8 @@ class Identity:
     accessor: str
     management: bool
     rules: tuple[str, ...]
+    #: Wall-clock expiry (epoch seconds) of the token; None for never.
+    expires: float | None = None
 
 
 @lru_cache(maxsize=512)
@@ -64,15 +66,20 @@ def _parsed(text: str) -> Rules:
     return parse_rules(text)
 
 
-def token_expired(token: dict[str, Any], now: float) -> bool:
+def token_expiry(token: dict[str, Any]) -> float | None:
+    """The token's ``ExpirationTime`` in epoch seconds; None for never."""
     when = token.get("ExpirationTime")
     if not when:
-        return False
+        return None
     try:
-        stamp = dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")).timestamp()
+        return dt.datetime.fromisoformat(str(when).replace("Z", "+00:00")).timestamp()
     except ValueError:
-        return False
-    return stamp <= now
+        return None
+
+
+def token_expired(token: dict[str, Any], now: float) -> bool:
+    expiry = token_expiry(token)
+    return expiry is not None and expiry <= now
 
 
 class StateTokens:
@@ -125,7 +132,7 @@ class StateTokens:
                     rules.append(
                         templated_rules(str(tp.get("TemplateName")), tp.get("TemplateVariables"))
                     )
-        return Identity(str(token["AccessorID"]), management, tuple(rules))
+        return Identity(str(token["AccessorID"]), management, tuple(rules), token_expiry(token))
 
     async def __call__(self, secret: str) -> Identity:
         token = await self.state.token_by_secret(secret)
@@ -148,7 +155,10 @@ class InvokerTokens:
     async def __call__(self, secret: str) -> Identity:
         req = apb.ResolveTokenRequest(options=qpb.QueryOptions(token=secret))
         resp: apb.ResolveTokenResponse = await self.invoker.rpc(self.spec, req)
-        return Identity(resp.accessor_id, resp.management, tuple(resp.rules))
+        expires = (
+            resp.expiration_time.ToNanoseconds() / 1e9 if resp.HasField("expiration_time") else None
+        )
+        return Identity(resp.accessor_id, resp.management, tuple(resp.rules), expires)
 
 
 Fetch = Callable[[str], Awaitable[Identity]]
@@ -169,8 +179,9 @@ class Resolver:
         self.fetch = fetch
         self.version = version
         self.clock = clock
-        # secret -> (authorizer, version or expiry time)
-        self._cache: OrderedDict[str, tuple[Authorizer, float]] = OrderedDict()
+        # secret -> (authorizer, version or cache expiry, token expiry (wall clock))
+        self._cache: OrderedDict[str, tuple[Authorizer, float, float | None]] = OrderedDict()
+        self.wall: Callable[[], float] = time.time
 
     @property
     def enabled(self) -> bool:
@@ -211,29 +222,37 @@ class Resolver:
         current = float(await version())
         hit = self._cache.get(secret)
         if hit is not None and hit[1] == current:
+            if hit[2] is not None and hit[2] <= self.wall():
+                self._cache.pop(secret, None)
+                raise ACLNotFound()
             return hit[0]
-        authz = self.compile(await self.fetch(secret))
-        self._remember(secret, authz, current)
+        ident = await self.fetch(secret)
+        authz = self.compile(ident)
+        self._remember(secret, authz, current, ident.expires)
         return authz
 
     async def _resolve_ttl(self, secret: str) -> Authorizer:
         now = self.clock()
         hit = self._cache.get(secret)
+        if hit is not None and hit[2] is not None and hit[2] <= self.wall():
+            self._cache.pop(secret, None)
+            raise ACLNotFound()
         if hit is not None and hit[1] > now:
             return hit[0]
         try:
-            authz = self.compile(await self.fetch(secret))
+            ident = await self.fetch(secret)
+            authz = self.compile(ident)
         except Unavailable as exc:
             return self._down(secret, hit, exc)
         except ConsulError as exc:
             if isinstance(exc, ACLNotFound) or exc.http_status < 500:
                 raise
             return self._down(secret, hit, exc)
-        self._remember(secret, authz, now + self.config.token_ttl)
+        self._remember(secret, authz, now + self.config.token_ttl, ident.expires)
         return authz
 
     def _down(
-        self, secret: str, hit: tuple[Authorizer, float] | None, exc: ConsulError
+        self, secret: str, hit: tuple[Authorizer, float, float | None] | None, exc: ConsulError
     ) -> Authorizer:
         policy = self.config.down_policy
         logger.warning("acl servers unreachable down_policy=%s error=%s", policy, exc)
@@ -243,8 +262,10 @@ class Resolver:
             return hit[0]
         return Authorizer(Rules(), default_allow=False, accessor="")
 
-    def _remember(self, secret: str, authz: Authorizer, stamp: float) -> None:
-        self._cache[secret] = (authz, stamp)
+    def _remember(
+        self, secret: str, authz: Authorizer, stamp: float, expires: float | None
+    ) -> None:
+        self._cache[secret] = (authz, stamp, expires)
         self._cache.move_to_end(secret)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)

@@ -67,7 +67,9 @@ def test_default_allow_fills_gaps_but_not_acl_and_not_explicit_deny() -> None:
 
 
 def test_management_may_do_anything() -> None:
-    a = Authorizer(parse_rules('service "db" { policy = "deny" }'), default_allow=False, manage=True)
+    a = Authorizer(
+        parse_rules('service "db" { policy = "deny" }'), default_allow=False, manage=True
+    )
     assert a.service_write("db") and a.acl_write() and a.key_write_prefix("")
 
 

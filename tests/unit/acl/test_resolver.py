@@ -30,7 +30,9 @@ async def test_empty_token_is_default_then_anonymous() -> None:
     tokens = FakeTokens()
     r = Resolver(ON, tokens, version=lambda: _const(1))
     assert (await r.resolve("")).accessor == "acc-anonymous"
-    r2 = Resolver(ACLConfig(enabled=True, default_token="reader"), tokens, version=lambda: _const(1))
+    r2 = Resolver(
+        ACLConfig(enabled=True, default_token="reader"), tokens, version=lambda: _const(1)
+    )
     assert (await r2.resolve("")).service_read("x")
 
 

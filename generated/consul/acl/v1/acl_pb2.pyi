@@ -8,6 +8,7 @@ from generated.consul.common.v1 import query_pb2 as _query_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -786,6 +787,7 @@ class ResolveTokenResponse(_message.Message):
     MANAGEMENT_FIELD_NUMBER: _builtins.int
     RULES_FIELD_NUMBER: _builtins.int
     DEFAULT_POLICY_FIELD_NUMBER: _builtins.int
+    EXPIRATION_TIME_FIELD_NUMBER: _builtins.int
     accessor_id: _builtins.str
     """AccessorID of the token."""
     management: _builtins.bool
@@ -796,6 +798,10 @@ class ResolveTokenResponse(_message.Message):
     def rules(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Every rule text that applies (policies, roles, identities), merged by the caller."""
 
+    @_builtins.property
+    def expiration_time(self) -> _timestamp_pb2.Timestamp:
+        """When the token expires; unset for never."""
+
     def __init__(
         self,
         *,
@@ -803,10 +809,11 @@ class ResolveTokenResponse(_message.Message):
         management: _builtins.bool = ...,
         rules: _abc.Iterable[_builtins.str] | None = ...,
         default_policy: _builtins.str = ...,
+        expiration_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expiration_time", b"expiration_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accessor_id", b"accessor_id", "default_policy", b"default_policy", "management", b"management", "rules", b"rules"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accessor_id", b"accessor_id", "default_policy", b"default_policy", "expiration_time", b"expiration_time", "management", b"management", "rules", b"rules"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
