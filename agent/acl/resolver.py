@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from agent.acl.authorizer import Authorizer
 from agent.acl.identity import node_identity_rules, service_identity_rules, templated_rules
 from agent.acl.rules import Rules, merge_rules, parse_rules
+from agent.acl.tokens import AgentTokens
 from agent.config import ACLConfig
 from agent.errors import ACLNotFound, ConsulError, InvalidArgument, Unavailable
 from agent.rpc.methods import MethodSpec
@@ -174,8 +175,12 @@ class Resolver:
         *,
         version: Callable[[], Awaitable[int]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tokens: AgentTokens | None = None,
+        node_name: str = "",
     ) -> None:
         self.config = config
+        self.tokens = tokens or AgentTokens(config)
+        self.node_name = node_name
         self.fetch = fetch
         self.version = version
         self.clock = clock
@@ -188,7 +193,14 @@ class Resolver:
         return self.config.enabled
 
     def secret_of(self, token: str) -> str:
-        return token or self.config.default_token or ANONYMOUS_SECRET
+        return token or self.tokens.default or ANONYMOUS_SECRET
+
+    def recovery(self) -> Authorizer:
+        """What the ``agent_recovery`` token may do: this agent, and read its nodes."""
+        rules = _parsed(
+            f'agent "{self.node_name}" {{ policy = "write" }}\nnode_prefix "" {{ policy = "read" }}'
+        )
+        return Authorizer(rules, default_allow=False, accessor="agent-recovery")
 
     def compile(self, ident: Identity) -> Authorizer:
         try:
@@ -212,6 +224,9 @@ class Resolver:
         if not self.config.enabled:
             return Authorizer.allow_all()
         secret = self.secret_of(token)
+        recovery = self.tokens.agent_recovery
+        if recovery and secret == recovery:
+            return self.recovery()
         if self.version is not None:
             return await self._resolve_versioned(secret, self.version)
         return await self._resolve_ttl(secret)

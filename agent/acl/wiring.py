@@ -12,18 +12,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from aiohttp import web
 from google.protobuf.message import Message
 
 from agent.acl.endpoint import ACLEndpoint
 from agent.acl.enforce import Gate
 from agent.acl.resolver import RESOLVE_PATH, InvokerTokens, Resolver, StateTokens
+from agent.acl.rules import Access
+from agent.acl.tokens import AgentTokens
 from agent.config import AgentConfig
+from agent.errors import ACLDisabled, InvalidArgument
 from agent.rpc.methods import MethodSpec, method_spec
 from agent.rpc.token import request_token
 from agent.state.acl import ACLState
@@ -38,6 +43,7 @@ __all__ = [
     "ServerACL",
     "ServerLookups",
     "TokenInvoker",
+    "add_http",
     "client_acl",
     "read_reset_index",
     "server_acl",
@@ -45,6 +51,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Invoker(Protocol):
@@ -149,6 +158,9 @@ class ServerACL:
     agent_gate: Gate
     endpoint: ACLEndpoint
 
+    def add_http(self, app: web.Application) -> None:
+        add_http(app, self.resolver, self.agent_gate.node_name)
+
     async def start(self, is_leader: Callable[[], bool]) -> None:
         """Write the builtins, and the initial management token when configured."""
         if not self.resolver.enabled:
@@ -159,6 +171,51 @@ class ServerACL:
             await self.state.ensure_management_token(secret)
 
 
+#: Agent routes served by the HTTP layer alone: (resource, access), as Consul's.
+_AGENT_HTTP = {
+    ("GET", "/v1/agent/metrics"): ("agent", Access.READ),
+    ("PUT", "/v1/agent/leave"): ("operator", Access.WRITE),
+    ("PUT", "/v1/agent/reload"): ("agent", Access.WRITE),
+}
+
+
+def add_http(app: web.Application, resolver: Resolver, node_name: str) -> None:
+    """The agent's HTTP-only ACL parts: ``/v1/agent/token/<kind>``, and checks on
+    the agent routes that never reach an endpoint (metrics, leave)."""
+
+    async def set_token(request: web.Request) -> web.StreamResponse:
+        authz = await resolver.resolve(request_token.get())
+        if not resolver.enabled:
+            raise ACLDisabled()
+        authz.require("acl", None, Access.WRITE)
+        raw = await request.read()
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            raise InvalidArgument("Request decode failed: body is not JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidArgument("Request body must be a JSON object")
+        folded = {str(k).lower(): v for k, v in body.items()}
+        token = folded.get("token", "")
+        if not isinstance(token, str):
+            raise InvalidArgument("Token must be a string")
+        resolver.tokens.update(request.match_info["kind"], token)
+        resolver.invalidate()
+        return web.Response(status=200)
+
+    @web.middleware
+    async def agent_routes(request: web.Request, handler: Handler) -> web.StreamResponse:
+        need = _AGENT_HTTP.get((request.method, request.path))
+        if need is not None and resolver.enabled:
+            resource, access = need
+            authz = await resolver.resolve(request_token.get())
+            authz.require(resource, node_name if resource == "agent" else None, access)
+        return await handler(request)
+
+    app.router.add_put("/v1/agent/token/{kind}", set_token)
+    app.middlewares.append(agent_routes)
+
+
 def server_acl(
     config: AgentConfig,
     state: ACLState,
@@ -167,7 +224,13 @@ def server_acl(
     local_state: Callable[[], _HasServices],
     known_leader: Callable[[], bool],
 ) -> ServerACL:
-    resolver = Resolver(config.acl, StateTokens(state, config.datacenter), version=state.index)
+    resolver = Resolver(
+        config.acl,
+        StateTokens(state, config.datacenter),
+        version=state.index,
+        tokens=AgentTokens(config.acl, config.data_dir),
+        node_name=config.node_name,
+    )
     local = LocalLookups(local_state)
     return ServerACL(
         state=state,
@@ -193,18 +256,26 @@ class ClientACL:
     forward: TokenInvoker
     anti_entropy: TokenInvoker
 
+    def add_http(self, app: web.Application) -> None:
+        add_http(app, self.resolver, self.agent_gate.node_name)
+
 
 def client_acl(
     config: AgentConfig, client: Invoker, local_state: Callable[[], _HasServices]
 ) -> ClientACL:
-    acl = config.acl
-    resolver = Resolver(acl, InvokerTokens(client, method_spec(RESOLVE_PATH)))
+    resolver = Resolver(
+        config.acl,
+        InvokerTokens(client, method_spec(RESOLVE_PATH)),
+        tokens=AgentTokens(config.acl, config.data_dir),
+        node_name=config.node_name,
+    )
+    tokens = resolver.tokens
     local = LocalLookups(local_state)
     return ClientACL(
         resolver=resolver,
         agent_gate=Gate(
             resolver, node_name=config.node_name, lookups=local, check_service=local.check_service
         ),
-        forward=TokenInvoker(client, lambda: request_token.get() or acl.default_token),
-        anti_entropy=TokenInvoker(client, lambda: acl.agent_token or acl.default_token),
+        forward=TokenInvoker(client, lambda: request_token.get() or tokens.default),
+        anti_entropy=TokenInvoker(client, lambda: tokens.agent),
     )

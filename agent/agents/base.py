@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import grpc
+from aiohttp import web
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
@@ -169,8 +170,10 @@ class AgentBase(ABC):
         *,
         invoker: Invoker,
         agent_endpoint: LocalEndpoint,
+        extend: Callable[[web.Application], None] | None = None,
     ) -> None:
-        """Serve Consul's HTTP API on ``config.http_addr`` (if set)."""
+        """Serve Consul's HTTP API on ``config.http_addr`` (if set); ``extend`` adds
+        routes and middlewares to the app before it starts."""
         cfg = self.config
         if not cfg.http_addr:
             return
@@ -183,6 +186,8 @@ class AgentBase(ABC):
             metrics=self.metrics,
             leave_requested=self.leave_requested,
         )
+        if extend is not None:
+            extend(http.app)
         await http.start()
         self.on_stop(stack, "http", http.aclose)
         self.http_address = http.address

@@ -216,7 +216,12 @@ class ClientAgent(AgentBase):
         await self.local.start()
         self.on_stop(stack, "local", self.local.aclose)
         await grpc_server.start()
-        await self.start_http(stack, invoker=self.acl.forward, agent_endpoint=agent_endpoint)  # type: ignore[arg-type]
+        await self.start_http(
+            stack,
+            invoker=self.acl.forward,
+            agent_endpoint=agent_endpoint,  # type: ignore[arg-type]
+            extend=self.acl.add_http,
+        )
         logger.info(
             "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s",
             cfg.node_name,

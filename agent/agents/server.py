@@ -127,9 +127,7 @@ class ServerAgent(AgentBase):
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
-            invoker=TokenInvoker(
-                self.dispatch, lambda: config.acl.agent_token or config.acl.default_token
-            ),
+            invoker=TokenInvoker(self.dispatch, lambda: self.acl.resolver.tokens.agent),
             node=self.node,
             members=self.members,
             describe=self.describe,
@@ -323,7 +321,12 @@ class ServerAgent(AgentBase):
         self.on_stop(stack, "wan-links", self.links.aclose)
         await self.local.start()
         self.on_stop(stack, "local", self.local.aclose)
-        await self.start_http(stack, invoker=self.dispatch, agent_endpoint=agent_endpoint)  # type: ignore[arg-type]
+        await self.start_http(
+            stack,
+            invoker=self.dispatch,
+            agent_endpoint=agent_endpoint,  # type: ignore[arg-type]
+            extend=self.acl.add_http,
+        )
         self._loops.spawn(self._stay_alive(), "server-heartbeat")
         self.on_stop(stack, "heartbeat", self._loops.aclose)
         logger.info(

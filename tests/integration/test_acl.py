@@ -349,3 +349,23 @@ def test_a_token_of_another_datacenter_is_not_known_here(cluster: Cluster, tmp_p
     assert http(a1, "GET", "/v1/kv/x", token=MGMT)[0] == 404
     # Forwarded to dcb with ?dc=: resolved where it lives.
     assert http(a1, "GET", "/v1/kv/x?raw&dc=dcb", token=tok["SecretID"])[1] == 1
+
+
+def test_agent_tokens_set_at_run_time_and_agent_routes(cluster: Cluster, tmp_path: Path) -> None:
+    s1 = acl_server(cluster, tmp_path)
+    reader = make_token(s1, "svc-read", 'service_prefix "" { policy = "read" }')
+    # No default token yet: anonymous sees nothing.
+    assert http(s1, "GET", "/v1/catalog/services")[1] == {}
+    status, text, _ = http(s1, "PUT", "/v1/agent/token/default", {"Token": reader["SecretID"]})
+    assert status == 403 and "acl:write" in text
+    assert http(s1, "PUT", "/v1/agent/token/nope", {"Token": "x"}, MGMT)[0] == 404
+    status, _, _ = http(s1, "PUT", "/v1/agent/token/default", {"Token": reader["SecretID"]}, MGMT)
+    assert status == 200
+    # Requests without a token now use the default token.
+    assert "consul" in http(s1, "GET", "/v1/catalog/services")[1]
+    # Agent routes outside the endpoints are checked too.
+    assert http(s1, "GET", "/v1/agent/metrics")[0] == 403
+    assert http(s1, "GET", "/v1/agent/metrics", token=MGMT)[0] == 200
+    assert http(s1, "PUT", "/v1/agent/leave")[0] == 403
+    assert http(s1, "GET", "/v1/agent/self")[0] == 403
+    assert http(s1, "GET", "/v1/agent/self", token=MGMT)[0] == 200
