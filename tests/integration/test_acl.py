@@ -369,3 +369,42 @@ def test_agent_tokens_set_at_run_time_and_agent_routes(cluster: Cluster, tmp_pat
     assert http(s1, "PUT", "/v1/agent/leave")[0] == 403
     assert http(s1, "GET", "/v1/agent/self")[0] == 403
     assert http(s1, "GET", "/v1/agent/self", token=MGMT)[0] == 200
+
+
+def test_cli_acl_commands_with_consul_http_token(cluster: Cluster, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    s1 = acl_server(cluster, tmp_path)
+    env = {**os.environ, "CONSUL_HTTP_ADDR": s1.http_addr, "CONSUL_HTTP_TOKEN": MGMT}
+
+    def cli(*args: str, token_env: bool = True) -> tuple[int, str, str]:
+        e = env if token_env else {k: v for k, v in env.items() if k != "CONSUL_HTTP_TOKEN"}
+        done = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "acl", *args],
+            env=e,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return done.returncode, done.stdout, done.stderr
+
+    rules = tmp_path / "rules.hcl"
+    rules.write_text('key_prefix "cli/" { policy = "write" }\n')
+    rc, out, err = cli("policy", "create", "-name", "cli-kv", "-rules", f"@{rules}")
+    assert rc == 0, err
+    assert json.loads(out)["Name"] == "cli-kv"
+    rc, out, err = cli("token", "create", "-description", "from cli", "-policy-name", "cli-kv")
+    assert rc == 0, err
+    token = json.loads(out)
+    rc, out, _ = cli("token", "list")
+    assert token["AccessorID"] in {t["AccessorID"] for t in json.loads(out)}
+    rc, out, _ = cli("policy", "read", "-name", "cli-kv")
+    assert "cli/" in json.loads(out)["Rules"]
+    assert http(s1, "PUT", "/v1/kv/cli/x", "1", token["SecretID"])[0] == 200
+    rc, _, err = cli("policy", "list", token_env=False)
+    assert rc == 1 and "403" in err
+    rc, _, err = cli("token", "delete", "-id", token["AccessorID"])
+    assert rc == 0, err
+    assert http(s1, "PUT", "/v1/kv/cli/x", "2", token["SecretID"])[0] == 403
