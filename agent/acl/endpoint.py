@@ -11,20 +11,23 @@ linked policies and roles must exist, an expiration must lie in the future.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
+from agent.acl.authmethod import bindings, validate_auth_method, validate_binding_rule, verify_jwt
 from agent.acl.authorizer import Authorizer
 from agent.acl.identity import templated_rules
 from agent.acl.resolver import Resolver, StateTokens
 from agent.acl.rules import Access, parse_rules
 from agent.convert import query_meta, query_opts
 from agent.durations import parse_duration
-from agent.errors import ACLDisabled, InvalidArgument, NotFound
+from agent.errors import ACLDisabled, InvalidArgument, NotFound, PermissionDenied
 from agent.state.acl import GLOBAL_MANAGEMENT_ID, ACLState, is_uuid, new_id
+from agent.state.blocking import QueryOpts
 from generated.consul.acl.v1 import acl_pb2 as apb
 from generated.consul.common.v1 import query_pb2 as qpb
 
@@ -413,6 +416,139 @@ class ACLEndpoint:
         return apb.ListRolesResponse(
             meta=self._meta(read.index), roles=[to_struct(r) for r in read.value]
         )
+
+    # ----- auth methods, binding rules, login ---------------------------------------
+
+    async def WriteAuthMethod(self, req: apb.WriteAuthMethodRequest) -> apb.WriteAuthMethodResponse:
+        await self._need(req.write.token, Access.WRITE)
+        doc = validate_auth_method(from_struct(req.auth_method))
+        doc.pop("_MaxTokenTTLSeconds", None)
+        written = await self.state.upsert_auth_method(doc, create=req.create)
+        return apb.WriteAuthMethodResponse(auth_method=to_struct(written))
+
+    async def ReadAuthMethod(self, req: apb.ReadAuthMethodRequest) -> apb.ReadAuthMethodResponse:
+        await self._need(req.options.token, Access.READ)
+        doc = await self.state.auth_method(req.name)
+        if doc is None:
+            raise NotFound("ACL auth method not found")
+        return apb.ReadAuthMethodResponse(
+            meta=self._meta(await self.state.index()), auth_method=to_struct(doc)
+        )
+
+    async def DeleteAuthMethod(
+        self, req: apb.DeleteAuthMethodRequest
+    ) -> apb.DeleteAuthMethodResponse:
+        await self._need(req.write.token, Access.WRITE)
+        if await self.state.auth_method(req.name) is None:
+            raise NotFound(f"Cannot find auth method {req.name!r}")
+        return apb.DeleteAuthMethodResponse(deleted=await self.state.delete_auth_method(req.name))
+
+    async def ListAuthMethods(self, req: apb.ListAuthMethodsRequest) -> apb.ListAuthMethodsResponse:
+        await self._need(req.options.token, Access.READ)
+        read = await self.state.auth_methods(query_opts(req.options))
+        out = [to_struct({k: v for k, v in d.items() if k != "Config"}) for d in read.value]
+        return apb.ListAuthMethodsResponse(meta=self._meta(read.index), auth_methods=out)
+
+    async def WriteBindingRule(
+        self, req: apb.WriteBindingRuleRequest
+    ) -> apb.WriteBindingRuleResponse:
+        await self._need(req.write.token, Access.WRITE)
+        doc = validate_binding_rule(from_struct(req.binding_rule))
+        if await self.state.auth_method(doc["AuthMethod"]) is None:
+            raise InvalidArgument(f"Invalid Binding Rule: unknown AuthMethod {doc['AuthMethod']!r}")
+        if req.create:
+            if doc["ID"]:
+                raise InvalidArgument("Binding Rule ID must be empty when creating a rule")
+            doc["ID"] = new_id()
+        elif not is_uuid(doc["ID"]):
+            raise InvalidArgument(f"Invalid Binding Rule ID {doc['ID']!r}")
+        written = await self.state.upsert_binding_rule(doc, create=req.create)
+        return apb.WriteBindingRuleResponse(binding_rule=to_struct(written))
+
+    async def ReadBindingRule(self, req: apb.ReadBindingRuleRequest) -> apb.ReadBindingRuleResponse:
+        await self._need(req.options.token, Access.READ)
+        if not is_uuid(req.id):
+            raise InvalidArgument(f"Invalid Binding Rule ID {req.id!r}: not a UUID")
+        doc = await self.state.binding_rule(req.id)
+        if doc is None:
+            raise NotFound("ACL binding rule not found")
+        return apb.ReadBindingRuleResponse(
+            meta=self._meta(await self.state.index()), binding_rule=to_struct(doc)
+        )
+
+    async def DeleteBindingRule(
+        self, req: apb.DeleteBindingRuleRequest
+    ) -> apb.DeleteBindingRuleResponse:
+        await self._need(req.write.token, Access.WRITE)
+        if not is_uuid(req.id):
+            raise InvalidArgument(f"Invalid Binding Rule ID {req.id!r}: not a UUID")
+        if await self.state.binding_rule(req.id) is None:
+            raise NotFound(f"Cannot find binding rule {req.id!r}")
+        return apb.DeleteBindingRuleResponse(deleted=await self.state.delete_binding_rule(req.id))
+
+    async def ListBindingRules(
+        self, req: apb.ListBindingRulesRequest
+    ) -> apb.ListBindingRulesResponse:
+        await self._need(req.options.token, Access.READ)
+        read = await self.state.binding_rules(query_opts(req.options))
+        rules = [r for r in read.value if not req.auth_method or r["AuthMethod"] == req.auth_method]
+        return apb.ListBindingRulesResponse(
+            meta=self._meta(read.index), binding_rules=[to_struct(r) for r in rules]
+        )
+
+    async def Login(self, req: apb.LoginRequest) -> apb.LoginResponse:
+        self._enabled()
+        method = await self.state.auth_method(req.auth_method)
+        if method is None:
+            raise NotFound(f"auth method {req.auth_method!r} not found")
+        claims = verify_jwt(method, req.bearer_token)
+        rules = await self.state.binding_rules(QueryOpts())
+        granted = bindings(method, claims, rules.value)
+        # Links by name must exist; missing ones are skipped, as Consul's.
+        granted["Policies"] = [
+            {"ID": p["ID"], "Name": p["Name"]}
+            for link in granted["Policies"]
+            if (p := await self.state.policy_by_name(link["Name"])) is not None
+        ]
+        granted["Roles"] = [
+            {"ID": r["ID"], "Name": r["Name"]}
+            for link in granted["Roles"]
+            if (r := await self.state.role_by_name(link["Name"])) is not None
+        ]
+        if not any(granted.values()):
+            raise PermissionDenied("Permission denied: no binding rule matched")
+        meta = dict(req.meta)
+        token: JSON = {
+            "AccessorID": new_id(),
+            "SecretID": new_id(),
+            "Description": "token created via login"
+            + (f": {json.dumps(meta, sort_keys=True)}" if meta else ""),
+            "Local": method.get("TokenLocality", "local") != "global",
+            "AuthMethod": method["Name"],
+            "TemplatedPolicies": [],
+            **granted,
+        }
+        for node in token["NodeIdentities"]:
+            node["Datacenter"] = self.datacenter
+        max_ttl = method.get("MaxTokenTTL")
+        if max_ttl:
+            seconds = parse_duration(max_ttl) if isinstance(max_ttl, str) else float(max_ttl)
+            token["ExpirationTime"] = _iso(time.time() + seconds)
+        written = await self.state.upsert_token(token, create=True)
+        return apb.LoginResponse(token=to_struct(written))
+
+    async def Logout(self, req: apb.LogoutRequest) -> apb.LogoutResponse:
+        self._enabled()
+        if not req.write.token:
+            raise PermissionDenied("ACL not found")
+        token = await self.state.token_by_secret(req.write.token)
+        if token is None:
+            raise PermissionDenied("ACL not found")
+        if not token.get("AuthMethod"):
+            raise PermissionDenied("Permission denied: token was not created by an auth method")
+        await self.state.delete_token(token["AccessorID"])
+        self.resolver.invalidate()
+        return apb.LogoutResponse()
 
     # ----- resolve and authorize ----------------------------------------------------
 

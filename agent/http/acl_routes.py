@@ -244,6 +244,111 @@ async def authorize(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _auth_write(create: bool) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await _body(request)
+        if not create:
+            name = request.match_info["name"]
+            given = body.fields.get("Name")
+            if given is not None and given.string_value and given.string_value != name:
+                raise InvalidArgument("Auth Method Name in URL and payload do not match")
+            body["Name"] = name
+        req = apb.WriteAuthMethodRequest(
+            write=write_options(request), auth_method=body, create=create
+        )
+        resp = await context(request).call(
+            _ACL + "WriteAuthMethod", req, apb.WriteAuthMethodResponse
+        )
+        return json_response(request, _doc(resp.auth_method))
+
+    return handle
+
+
+async def auth_read(request: web.Request) -> web.StreamResponse:
+    req = apb.ReadAuthMethodRequest(options=query_options(request), name=request.match_info["name"])
+    resp = await context(request).call(_ACL + "ReadAuthMethod", req, apb.ReadAuthMethodResponse)
+    return json_response(request, _doc(resp.auth_method), meta=resp.meta)
+
+
+async def auth_delete(request: web.Request) -> web.StreamResponse:
+    req = apb.DeleteAuthMethodRequest(write=write_options(request), name=request.match_info["name"])
+    resp = await context(request).call(_ACL + "DeleteAuthMethod", req, apb.DeleteAuthMethodResponse)
+    return json_response(request, resp.deleted)
+
+
+async def auth_list(request: web.Request) -> web.StreamResponse:
+    req = apb.ListAuthMethodsRequest(options=query_options(request))
+    resp = await context(request).call(_ACL + "ListAuthMethods", req, apb.ListAuthMethodsResponse)
+    return json_response(request, [_doc(m) for m in resp.auth_methods], meta=resp.meta)
+
+
+def _rule_write(create: bool) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await _body(request)
+        if not create:
+            rule_id = request.match_info["id"]
+            given = body.fields.get("ID")
+            if given is not None and given.string_value and given.string_value != rule_id:
+                raise InvalidArgument("Binding Rule ID in URL and payload do not match")
+            body["ID"] = rule_id
+        req = apb.WriteBindingRuleRequest(
+            write=write_options(request), binding_rule=body, create=create
+        )
+        resp = await context(request).call(
+            _ACL + "WriteBindingRule", req, apb.WriteBindingRuleResponse
+        )
+        return json_response(request, _doc(resp.binding_rule))
+
+    return handle
+
+
+async def rule_read(request: web.Request) -> web.StreamResponse:
+    req = apb.ReadBindingRuleRequest(options=query_options(request), id=request.match_info["id"])
+    resp = await context(request).call(_ACL + "ReadBindingRule", req, apb.ReadBindingRuleResponse)
+    return json_response(request, _doc(resp.binding_rule), meta=resp.meta)
+
+
+async def rule_delete(request: web.Request) -> web.StreamResponse:
+    req = apb.DeleteBindingRuleRequest(write=write_options(request), id=request.match_info["id"])
+    resp = await context(request).call(
+        _ACL + "DeleteBindingRule", req, apb.DeleteBindingRuleResponse
+    )
+    return json_response(request, resp.deleted)
+
+
+async def rule_list(request: web.Request) -> web.StreamResponse:
+    req = apb.ListBindingRulesRequest(
+        options=query_options(request), auth_method=request.query.get("authmethod", "")
+    )
+    resp = await context(request).call(_ACL + "ListBindingRules", req, apb.ListBindingRulesResponse)
+    return json_response(request, [_doc(r) for r in resp.binding_rules], meta=resp.meta)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    body = json_format.MessageToDict(await _body(request))
+    folded = {k.lower(): v for k, v in body.items()}
+    meta = folded.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise InvalidArgument("Meta must be an object of strings")
+    req = apb.LoginRequest(
+        write=write_options(request),
+        auth_method=str(folded.get("authmethod") or ""),
+        bearer_token=str(folded.get("bearertoken") or ""),
+        meta={str(k): str(v) for k, v in meta.items()},
+    )
+    if not req.auth_method:
+        raise InvalidArgument("Missing AuthMethod")
+    resp = await context(request).call(_ACL + "Login", req, apb.LoginResponse)
+    return json_response(request, _doc(resp.token))
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    await context(request).call(
+        _ACL + "Logout", apb.LogoutRequest(write=write_options(request)), apb.LogoutResponse
+    )
+    return web.Response(status=200)
+
+
 def add_acl_routes(router: web.UrlDispatcher) -> None:
     router.add_put("/v1/acl/bootstrap", bootstrap)
     router.add_put("/v1/acl/token", token_create)
@@ -263,3 +368,15 @@ def add_acl_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/acl/roles", role_list)
     router.add_get("/v1/acl/templated-policies", templated_policies)
     router.add_post("/v1/internal/acl/authorize", authorize)
+    router.add_put("/v1/acl/auth-method", _auth_write(create=True))
+    router.add_get("/v1/acl/auth-method/{name}", auth_read)
+    router.add_put("/v1/acl/auth-method/{name}", _auth_write(create=False))
+    router.add_delete("/v1/acl/auth-method/{name}", auth_delete)
+    router.add_get("/v1/acl/auth-methods", auth_list)
+    router.add_put("/v1/acl/binding-rule", _rule_write(create=True))
+    router.add_get("/v1/acl/binding-rule/{id}", rule_read)
+    router.add_put("/v1/acl/binding-rule/{id}", _rule_write(create=False))
+    router.add_delete("/v1/acl/binding-rule/{id}", rule_delete)
+    router.add_get("/v1/acl/binding-rules", rule_list)
+    router.add_post("/v1/acl/login", login)
+    router.add_post("/v1/acl/logout", logout)

@@ -8,6 +8,8 @@ Every server of a datacenter shares them through the store (memory or etcd)::
     acl/policy-names/<name>      -> id
     acl/roles/<id>               the role
     acl/role-names/<name>        -> id
+    acl/auth-methods/<name>      an auth method (JWT)
+    acl/binding-rules/<id>       a binding rule of an auth method
     acl/bootstrap                written once by /v1/acl/bootstrap
     idx/acl/                     touched by every ACL write (blocking reads, caches)
 
@@ -115,6 +117,8 @@ class ACLState:
     ROLES = "acl/roles/"
     ROLE_NAMES = "acl/role-names/"
     BOOTSTRAP = "acl/bootstrap"
+    AUTH_METHODS = "acl/auth-methods/"
+    BINDING_RULES = "acl/binding-rules/"
 
     def __init__(self, store: Store, reader: Store | None = None) -> None:
         self.store = store
@@ -295,6 +299,67 @@ class ACLState:
             [Compare(key, entry.modify_index)], [Delete(key), Delete(names + keys.q(name))]
         )
         return applied
+
+    # ----- auth methods and binding rules ------------------------------------
+
+    async def auth_method(self, name: str) -> JSON | None:
+        return await self._get(self.AUTH_METHODS + keys.q(name))
+
+    async def auth_methods(self, opts: QueryOpts) -> Read[list[JSON]]:
+        return await self._list(self.AUTH_METHODS, opts)
+
+    async def upsert_auth_method(self, doc: JSON, *, create: bool) -> JSON:
+        return await self._upsert_plain(self.AUTH_METHODS + keys.q(doc["Name"]), doc, create)
+
+    async def delete_auth_method(self, name: str) -> bool:
+        """Delete the method and its binding rules."""
+        key = self.AUTH_METHODS + keys.q(name)
+        entry, _ = await self.store.get(key)
+        if entry is None:
+            return False
+        rules, _ = await self.store.range(self.BINDING_RULES)
+        doomed = [Delete(r.key) for r in rules if json.loads(r.value).get("AuthMethod") == name]
+        applied, _ = await self._write([Compare(key, entry.modify_index)], [Delete(key), *doomed])
+        return applied
+
+    async def binding_rule(self, rule_id: str) -> JSON | None:
+        return await self._get(self.BINDING_RULES + keys.q(rule_id))
+
+    async def binding_rules(self, opts: QueryOpts) -> Read[list[JSON]]:
+        return await self._list(self.BINDING_RULES, opts)
+
+    async def upsert_binding_rule(self, doc: JSON, *, create: bool) -> JSON:
+        return await self._upsert_plain(self.BINDING_RULES + keys.q(doc["ID"]), doc, create)
+
+    async def delete_binding_rule(self, rule_id: str) -> bool:
+        key = self.BINDING_RULES + keys.q(rule_id)
+        entry, _ = await self.store.get(key)
+        if entry is None:
+            return False
+        applied, _ = await self._write([Compare(key, entry.modify_index)], [Delete(key)])
+        return applied
+
+    async def _upsert_plain(self, key: str, doc: JSON, create: bool) -> JSON:
+        entry, _ = await self.store.get(key)
+        if create and entry is not None:
+            raise InvalidArgument("Invalid request: it already exists")
+        if not create and entry is None:
+            raise NotFound("Cannot find it to update")
+        applied, _ = await self._write(
+            [Compare(key, entry.modify_index if entry else 0)], [Put(key, _dump(_stored(doc)))]
+        )
+        if not applied:
+            raise ConsulError("Concurrent write; try again")
+        got = await self._get(key)
+        if got is None:
+            raise ConsulError("vanished after write")
+        return got
+
+    async def delete_token_by_secret(self, secret: str) -> bool:
+        entry, _ = await self.store.get(self.SECRETS + keys.q(secret))
+        if entry is None:
+            return False
+        return await self.delete_token(entry.value.decode())
 
     # ----- bootstrap and builtins -------------------------------------------
 

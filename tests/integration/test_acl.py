@@ -408,3 +408,79 @@ def test_cli_acl_commands_with_consul_http_token(cluster: Cluster, tmp_path: Pat
     rc, _, err = cli("token", "delete", "-id", token["AccessorID"])
     assert rc == 0, err
     assert http(s1, "PUT", "/v1/kv/cli/x", "2", token["SecretID"])[0] == 403
+
+
+def test_jwt_auth_method_login_and_logout(cluster: Cluster, tmp_path: Path) -> None:
+    import time
+
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+    def sign(claims: dict[str, Any], signer: Any = key) -> str:
+        base = {"iss": "https://issuer.test", "aud": "consul", "exp": int(time.time()) + 600}
+        return jwt.encode({**base, **claims}, signer, algorithm="RS256")
+
+    s1 = acl_server(cluster, tmp_path)
+    method = {
+        "Name": "ci",
+        "Type": "jwt",
+        "MaxTokenTTL": "10m",
+        "Config": {
+            "JWTValidationPubKeys": [pem],
+            "BoundIssuer": "https://issuer.test",
+            "BoundAudiences": ["consul"],
+            "ClaimMappings": {"svc": "service", "team": "team"},
+        },
+    }
+    status, body, _ = http(s1, "PUT", "/v1/acl/auth-method", method, MGMT)
+    assert status == 200, body
+    bad_method = {**method, "Name": "bad", "Config": {"JWTValidationPubKeys": ["nope"]}}
+    assert http(s1, "PUT", "/v1/acl/auth-method", bad_method, MGMT)[0] == 400
+    rule = {
+        "AuthMethod": "ci",
+        "Selector": 'value.team == "web"',
+        "BindType": "service",
+        "BindName": "${value.service}",
+    }
+    status, body, _ = http(s1, "PUT", "/v1/acl/binding-rule", rule, MGMT)
+    assert status == 200, body
+    bad_rule = {**rule, "Selector": "value.team ==="}
+    assert http(s1, "PUT", "/v1/acl/binding-rule", bad_rule, MGMT)[0] == 400
+
+    login = {"AuthMethod": "ci", "BearerToken": sign({"svc": "web", "team": "web"})}
+    status, token, _ = http(s1, "POST", "/v1/acl/login", login)
+    assert status == 200, token
+    assert token["ServiceIdentities"] == [{"ServiceName": "web"}]
+    assert token["AuthMethod"] == "ci" and token["ExpirationTime"]
+    secret = token["SecretID"]
+    assert http(s1, "PUT", "/v1/agent/service/register", {"Name": "web"}, secret)[0] == 200
+    assert http(s1, "PUT", "/v1/agent/service/register", {"Name": "db"}, secret)[0] == 403
+
+    # Refused credentials: another key, another issuer, expired, no rule matched, garbage.
+    refused = [
+        sign({"svc": "web", "team": "web"}, other),
+        sign({"svc": "web", "team": "web", "iss": "https://evil.test"}),
+        sign({"svc": "web", "team": "web", "exp": int(time.time()) - 60}),
+        sign({"svc": "web", "team": "ops"}),
+    ]
+    for bearer in refused:
+        status, text, _ = http(
+            s1, "POST", "/v1/acl/login", {"AuthMethod": "ci", "BearerToken": bearer}
+        )
+        assert status == 403, text
+    assert http(s1, "POST", "/v1/acl/login", {"AuthMethod": "ci", "BearerToken": "x.y"})[0] == 403
+    assert http(s1, "POST", "/v1/acl/login", {"AuthMethod": "nope", "BearerToken": "x"})[0] == 404
+
+    # Logout deletes the login token; a token not made by login cannot log out.
+    assert http(s1, "POST", "/v1/acl/logout", token=secret)[0] == 200
+    assert http(s1, "GET", "/v1/acl/token/self", token=secret)[0] == 403
+    assert http(s1, "POST", "/v1/acl/logout", token=MGMT)[0] == 403

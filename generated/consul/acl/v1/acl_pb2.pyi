@@ -930,3 +930,570 @@ class AuthorizeResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthorizeResponse: _TypeAlias = AuthorizeResponse  # noqa: Y015
+
+@_typing.final
+class WriteAuthMethodRequest(_message.Message):
+    """WriteAuthMethodRequest creates or updates an auth method."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WRITE_FIELD_NUMBER: _builtins.int
+    AUTH_METHOD_FIELD_NUMBER: _builtins.int
+    CREATE_FIELD_NUMBER: _builtins.int
+    create: _builtins.bool
+    """True to create."""
+    @_builtins.property
+    def write(self) -> _query_pb2.WriteOptions:
+        """Write options."""
+
+    @_builtins.property
+    def auth_method(self) -> _struct_pb2.Struct:
+        """The auth method, in Consul's JSON shape."""
+
+    def __init__(
+        self,
+        *,
+        write: _query_pb2.WriteOptions | None = ...,
+        auth_method: _struct_pb2.Struct | None = ...,
+        create: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method", "write", b"write"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method", "create", b"create", "write", b"write"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteAuthMethodRequest: _TypeAlias = WriteAuthMethodRequest  # noqa: Y015
+
+@_typing.final
+class WriteAuthMethodResponse(_message.Message):
+    """WriteAuthMethodResponse carries the auth method as written."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTH_METHOD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def auth_method(self) -> _struct_pb2.Struct:
+        """The auth method, in Consul's JSON shape."""
+
+    def __init__(
+        self,
+        *,
+        auth_method: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteAuthMethodResponse: _TypeAlias = WriteAuthMethodResponse  # noqa: Y015
+
+@_typing.final
+class ReadAuthMethodRequest(_message.Message):
+    """ReadAuthMethodRequest reads one auth method."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the auth method."""
+    @_builtins.property
+    def options(self) -> _query_pb2.QueryOptions:
+        """Query options."""
+
+    def __init__(
+        self,
+        *,
+        options: _query_pb2.QueryOptions | None = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "options", b"options"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadAuthMethodRequest: _TypeAlias = ReadAuthMethodRequest  # noqa: Y015
+
+@_typing.final
+class ReadAuthMethodResponse(_message.Message):
+    """ReadAuthMethodResponse carries one auth method."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    AUTH_METHOD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _query_pb2.QueryMeta:
+        """Query meta."""
+
+    @_builtins.property
+    def auth_method(self) -> _struct_pb2.Struct:
+        """The auth method, in Consul's JSON shape."""
+
+    def __init__(
+        self,
+        *,
+        meta: _query_pb2.QueryMeta | None = ...,
+        auth_method: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadAuthMethodResponse: _TypeAlias = ReadAuthMethodResponse  # noqa: Y015
+
+@_typing.final
+class DeleteAuthMethodRequest(_message.Message):
+    """DeleteAuthMethodRequest deletes one auth method."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WRITE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the auth method."""
+    @_builtins.property
+    def write(self) -> _query_pb2.WriteOptions:
+        """Write options."""
+
+    def __init__(
+        self,
+        *,
+        write: _query_pb2.WriteOptions | None = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["write", b"write"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "write", b"write"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAuthMethodRequest: _TypeAlias = DeleteAuthMethodRequest  # noqa: Y015
+
+@_typing.final
+class DeleteAuthMethodResponse(_message.Message):
+    """DeleteAuthMethodResponse tells whether the auth method was deleted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.bool
+    """True when it existed and was deleted."""
+    def __init__(
+        self,
+        *,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAuthMethodResponse: _TypeAlias = DeleteAuthMethodResponse  # noqa: Y015
+
+@_typing.final
+class ListAuthMethodsRequest(_message.Message):
+    """ListAuthMethodsRequest lists auth methods."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def options(self) -> _query_pb2.QueryOptions:
+        """Query options."""
+
+    def __init__(
+        self,
+        *,
+        options: _query_pb2.QueryOptions | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuthMethodsRequest: _TypeAlias = ListAuthMethodsRequest  # noqa: Y015
+
+@_typing.final
+class ListAuthMethodsResponse(_message.Message):
+    """ListAuthMethodsResponse lists auth methods."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    AUTH_METHODS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _query_pb2.QueryMeta:
+        """Query meta."""
+
+    @_builtins.property
+    def auth_methods(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """The auth methods, in Consul's JSON shape."""
+
+    def __init__(
+        self,
+        *,
+        meta: _query_pb2.QueryMeta | None = ...,
+        auth_methods: _abc.Iterable[_struct_pb2.Struct] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_methods", b"auth_methods", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAuthMethodsResponse: _TypeAlias = ListAuthMethodsResponse  # noqa: Y015
+
+@_typing.final
+class WriteBindingRuleRequest(_message.Message):
+    """WriteBindingRuleRequest creates or updates an binding rule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WRITE_FIELD_NUMBER: _builtins.int
+    BINDING_RULE_FIELD_NUMBER: _builtins.int
+    CREATE_FIELD_NUMBER: _builtins.int
+    create: _builtins.bool
+    """True to create."""
+    @_builtins.property
+    def write(self) -> _query_pb2.WriteOptions:
+        """Write options."""
+
+    @_builtins.property
+    def binding_rule(self) -> _struct_pb2.Struct:
+        """The binding rule, in Consul's JSON shape."""
+
+    def __init__(
+        self,
+        *,
+        write: _query_pb2.WriteOptions | None = ...,
+        binding_rule: _struct_pb2.Struct | None = ...,
+        create: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binding_rule", b"binding_rule", "write", b"write"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding_rule", b"binding_rule", "create", b"create", "write", b"write"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteBindingRuleRequest: _TypeAlias = WriteBindingRuleRequest  # noqa: Y015
+
+@_typing.final
+class WriteBindingRuleResponse(_message.Message):
+    """WriteBindingRuleResponse carries the binding rule as written."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BINDING_RULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def binding_rule(self) -> _struct_pb2.Struct:
+        """The binding rule, in Consul's JSON shape."""
+
+    def __init__(
+        self,
+        *,
+        binding_rule: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binding_rule", b"binding_rule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding_rule", b"binding_rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WriteBindingRuleResponse: _TypeAlias = WriteBindingRuleResponse  # noqa: Y015
+
+@_typing.final
+class ReadBindingRuleRequest(_message.Message):
+    """ReadBindingRuleRequest reads one binding rule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """ID of the binding rule."""
+    @_builtins.property
+    def options(self) -> _query_pb2.QueryOptions:
+        """Query options."""
+
+    def __init__(
+        self,
+        *,
+        options: _query_pb2.QueryOptions | None = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "options", b"options"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadBindingRuleRequest: _TypeAlias = ReadBindingRuleRequest  # noqa: Y015
+
+@_typing.final
+class ReadBindingRuleResponse(_message.Message):
+    """ReadBindingRuleResponse carries one binding rule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    BINDING_RULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _query_pb2.QueryMeta:
+        """Query meta."""
+
+    @_builtins.property
+    def binding_rule(self) -> _struct_pb2.Struct:
+        """The binding rule, in Consul's JSON shape."""
+
+    def __init__(
+        self,
+        *,
+        meta: _query_pb2.QueryMeta | None = ...,
+        binding_rule: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binding_rule", b"binding_rule", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding_rule", b"binding_rule", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadBindingRuleResponse: _TypeAlias = ReadBindingRuleResponse  # noqa: Y015
+
+@_typing.final
+class DeleteBindingRuleRequest(_message.Message):
+    """DeleteBindingRuleRequest deletes one binding rule."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WRITE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """ID of the binding rule."""
+    @_builtins.property
+    def write(self) -> _query_pb2.WriteOptions:
+        """Write options."""
+
+    def __init__(
+        self,
+        *,
+        write: _query_pb2.WriteOptions | None = ...,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["write", b"write"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "write", b"write"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBindingRuleRequest: _TypeAlias = DeleteBindingRuleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteBindingRuleResponse(_message.Message):
+    """DeleteBindingRuleResponse tells whether the binding rule was deleted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.bool
+    """True when it existed and was deleted."""
+    def __init__(
+        self,
+        *,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBindingRuleResponse: _TypeAlias = DeleteBindingRuleResponse  # noqa: Y015
+
+@_typing.final
+class ListBindingRulesRequest(_message.Message):
+    """ListBindingRulesRequest lists binding rules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    AUTH_METHOD_FIELD_NUMBER: _builtins.int
+    auth_method: _builtins.str
+    """Only rules of this auth method."""
+    @_builtins.property
+    def options(self) -> _query_pb2.QueryOptions:
+        """Query options."""
+
+    def __init__(
+        self,
+        *,
+        options: _query_pb2.QueryOptions | None = ...,
+        auth_method: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method", "options", b"options"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBindingRulesRequest: _TypeAlias = ListBindingRulesRequest  # noqa: Y015
+
+@_typing.final
+class ListBindingRulesResponse(_message.Message):
+    """ListBindingRulesResponse lists binding rules."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    BINDING_RULES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _query_pb2.QueryMeta:
+        """Query meta."""
+
+    @_builtins.property
+    def binding_rules(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """The binding rules, in Consul's JSON shape."""
+
+    def __init__(
+        self,
+        *,
+        meta: _query_pb2.QueryMeta | None = ...,
+        binding_rules: _abc.Iterable[_struct_pb2.Struct] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding_rules", b"binding_rules", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBindingRulesResponse: _TypeAlias = ListBindingRulesResponse  # noqa: Y015
+
+@_typing.final
+class LoginRequest(_message.Message):
+    """LoginRequest exchanges a credential for a token."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetaEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    WRITE_FIELD_NUMBER: _builtins.int
+    AUTH_METHOD_FIELD_NUMBER: _builtins.int
+    BEARER_TOKEN_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    auth_method: _builtins.str
+    """Name of the auth method."""
+    bearer_token: _builtins.str
+    """The credential (for a JWT auth method, the JWT)."""
+    @_builtins.property
+    def write(self) -> _query_pb2.WriteOptions:
+        """Write options."""
+
+    @_builtins.property
+    def meta(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Metadata stored on the token."""
+
+    def __init__(
+        self,
+        *,
+        write: _query_pb2.WriteOptions | None = ...,
+        auth_method: _builtins.str = ...,
+        bearer_token: _builtins.str = ...,
+        meta: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["write", b"write"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth_method", b"auth_method", "bearer_token", b"bearer_token", "meta", b"meta", "write", b"write"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoginRequest: _TypeAlias = LoginRequest  # noqa: Y015
+
+@_typing.final
+class LoginResponse(_message.Message):
+    """LoginResponse carries the new token."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def token(self) -> _struct_pb2.Struct:
+        """The token, in Consul's JSON shape."""
+
+    def __init__(
+        self,
+        *,
+        token: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LoginResponse: _TypeAlias = LoginResponse  # noqa: Y015
+
+@_typing.final
+class LogoutRequest(_message.Message):
+    """LogoutRequest deletes the caller's token (write.token), made by Login."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WRITE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def write(self) -> _query_pb2.WriteOptions:
+        """Write options; their token is the one deleted."""
+
+    def __init__(
+        self,
+        *,
+        write: _query_pb2.WriteOptions | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["write", b"write"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["write", b"write"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogoutRequest: _TypeAlias = LogoutRequest  # noqa: Y015
+
+@_typing.final
+class LogoutResponse(_message.Message):
+    """LogoutResponse answers Logout."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogoutResponse: _TypeAlias = LogoutResponse  # noqa: Y015

@@ -105,6 +105,56 @@ class ACLServiceStub:
                 request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListRolesRequest.SerializeToString,
                 response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListRolesResponse.FromString,
                 _registered_method=True)
+        self.WriteAuthMethod = channel.unary_unary(
+                '/consul.acl.v1.ACLService/WriteAuthMethod',
+                request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.WriteAuthMethodRequest.SerializeToString,
+                response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.WriteAuthMethodResponse.FromString,
+                _registered_method=True)
+        self.ReadAuthMethod = channel.unary_unary(
+                '/consul.acl.v1.ACLService/ReadAuthMethod',
+                request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ReadAuthMethodRequest.SerializeToString,
+                response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.ReadAuthMethodResponse.FromString,
+                _registered_method=True)
+        self.DeleteAuthMethod = channel.unary_unary(
+                '/consul.acl.v1.ACLService/DeleteAuthMethod',
+                request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.DeleteAuthMethodRequest.SerializeToString,
+                response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.DeleteAuthMethodResponse.FromString,
+                _registered_method=True)
+        self.ListAuthMethods = channel.unary_unary(
+                '/consul.acl.v1.ACLService/ListAuthMethods',
+                request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListAuthMethodsRequest.SerializeToString,
+                response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListAuthMethodsResponse.FromString,
+                _registered_method=True)
+        self.WriteBindingRule = channel.unary_unary(
+                '/consul.acl.v1.ACLService/WriteBindingRule',
+                request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.WriteBindingRuleRequest.SerializeToString,
+                response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.WriteBindingRuleResponse.FromString,
+                _registered_method=True)
+        self.ReadBindingRule = channel.unary_unary(
+                '/consul.acl.v1.ACLService/ReadBindingRule',
+                request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ReadBindingRuleRequest.SerializeToString,
+                response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.ReadBindingRuleResponse.FromString,
+                _registered_method=True)
+        self.DeleteBindingRule = channel.unary_unary(
+                '/consul.acl.v1.ACLService/DeleteBindingRule',
+                request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.DeleteBindingRuleRequest.SerializeToString,
+                response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.DeleteBindingRuleResponse.FromString,
+                _registered_method=True)
+        self.ListBindingRules = channel.unary_unary(
+                '/consul.acl.v1.ACLService/ListBindingRules',
+                request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListBindingRulesRequest.SerializeToString,
+                response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListBindingRulesResponse.FromString,
+                _registered_method=True)
+        self.Login = channel.unary_unary(
+                '/consul.acl.v1.ACLService/Login',
+                request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.LoginRequest.SerializeToString,
+                response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/consul.acl.v1.ACLService/Logout',
+                request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.LogoutResponse.FromString,
+                _registered_method=True)
         self.ResolveToken = channel.unary_unary(
                 '/consul.acl.v1.ACLService/ResolveToken',
                 request_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ResolveTokenRequest.SerializeToString,
@@ -217,6 +267,76 @@ class ACLServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WriteAuthMethod(self, request, context):
+        """WriteAuthMethod creates or updates an auth method.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadAuthMethod(self, request, context):
+        """ReadAuthMethod reads one auth method.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAuthMethod(self, request, context):
+        """DeleteAuthMethod deletes one auth method.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuthMethods(self, request, context):
+        """ListAuthMethods lists auth methods.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WriteBindingRule(self, request, context):
+        """WriteBindingRule creates or updates an binding rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadBindingRule(self, request, context):
+        """ReadBindingRule reads one binding rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBindingRule(self, request, context):
+        """DeleteBindingRule deletes one binding rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBindingRules(self, request, context):
+        """ListBindingRules lists binding rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Login(self, request, context):
+        """Login exchanges an auth method's credential (a JWT) for a new token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Logout deletes a token made by Login.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ResolveToken(self, request, context):
         """ResolveToken returns what a token may do, for an agent's own checks.
         """
@@ -298,6 +418,56 @@ def add_ACLServiceServicer_to_server(servicer, server):
                     servicer.ListRoles,
                     request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListRolesRequest.FromString,
                     response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListRolesResponse.SerializeToString,
+            ),
+            'WriteAuthMethod': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteAuthMethod,
+                    request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.WriteAuthMethodRequest.FromString,
+                    response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.WriteAuthMethodResponse.SerializeToString,
+            ),
+            'ReadAuthMethod': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadAuthMethod,
+                    request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.ReadAuthMethodRequest.FromString,
+                    response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ReadAuthMethodResponse.SerializeToString,
+            ),
+            'DeleteAuthMethod': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAuthMethod,
+                    request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.DeleteAuthMethodRequest.FromString,
+                    response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.DeleteAuthMethodResponse.SerializeToString,
+            ),
+            'ListAuthMethods': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuthMethods,
+                    request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListAuthMethodsRequest.FromString,
+                    response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListAuthMethodsResponse.SerializeToString,
+            ),
+            'WriteBindingRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.WriteBindingRule,
+                    request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.WriteBindingRuleRequest.FromString,
+                    response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.WriteBindingRuleResponse.SerializeToString,
+            ),
+            'ReadBindingRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadBindingRule,
+                    request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.ReadBindingRuleRequest.FromString,
+                    response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ReadBindingRuleResponse.SerializeToString,
+            ),
+            'DeleteBindingRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBindingRule,
+                    request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.DeleteBindingRuleRequest.FromString,
+                    response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.DeleteBindingRuleResponse.SerializeToString,
+            ),
+            'ListBindingRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBindingRules,
+                    request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListBindingRulesRequest.FromString,
+                    response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.ListBindingRulesResponse.SerializeToString,
+            ),
+            'Login': grpc.unary_unary_rpc_method_handler(
+                    servicer.Login,
+                    request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.LoginRequest.FromString,
+                    response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.LoginResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=consul_dot_acl_dot_v1_dot_acl__pb2.LogoutRequest.FromString,
+                    response_serializer=consul_dot_acl_dot_v1_dot_acl__pb2.LogoutResponse.SerializeToString,
             ),
             'ResolveToken': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveToken,
@@ -667,6 +837,276 @@ class ACLService:
             '/consul.acl.v1.ACLService/ListRoles',
             consul_dot_acl_dot_v1_dot_acl__pb2.ListRolesRequest.SerializeToString,
             consul_dot_acl_dot_v1_dot_acl__pb2.ListRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteAuthMethod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consul.acl.v1.ACLService/WriteAuthMethod',
+            consul_dot_acl_dot_v1_dot_acl__pb2.WriteAuthMethodRequest.SerializeToString,
+            consul_dot_acl_dot_v1_dot_acl__pb2.WriteAuthMethodResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadAuthMethod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consul.acl.v1.ACLService/ReadAuthMethod',
+            consul_dot_acl_dot_v1_dot_acl__pb2.ReadAuthMethodRequest.SerializeToString,
+            consul_dot_acl_dot_v1_dot_acl__pb2.ReadAuthMethodResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAuthMethod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consul.acl.v1.ACLService/DeleteAuthMethod',
+            consul_dot_acl_dot_v1_dot_acl__pb2.DeleteAuthMethodRequest.SerializeToString,
+            consul_dot_acl_dot_v1_dot_acl__pb2.DeleteAuthMethodResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuthMethods(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consul.acl.v1.ACLService/ListAuthMethods',
+            consul_dot_acl_dot_v1_dot_acl__pb2.ListAuthMethodsRequest.SerializeToString,
+            consul_dot_acl_dot_v1_dot_acl__pb2.ListAuthMethodsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteBindingRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consul.acl.v1.ACLService/WriteBindingRule',
+            consul_dot_acl_dot_v1_dot_acl__pb2.WriteBindingRuleRequest.SerializeToString,
+            consul_dot_acl_dot_v1_dot_acl__pb2.WriteBindingRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadBindingRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consul.acl.v1.ACLService/ReadBindingRule',
+            consul_dot_acl_dot_v1_dot_acl__pb2.ReadBindingRuleRequest.SerializeToString,
+            consul_dot_acl_dot_v1_dot_acl__pb2.ReadBindingRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBindingRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consul.acl.v1.ACLService/DeleteBindingRule',
+            consul_dot_acl_dot_v1_dot_acl__pb2.DeleteBindingRuleRequest.SerializeToString,
+            consul_dot_acl_dot_v1_dot_acl__pb2.DeleteBindingRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBindingRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consul.acl.v1.ACLService/ListBindingRules',
+            consul_dot_acl_dot_v1_dot_acl__pb2.ListBindingRulesRequest.SerializeToString,
+            consul_dot_acl_dot_v1_dot_acl__pb2.ListBindingRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Login(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consul.acl.v1.ACLService/Login',
+            consul_dot_acl_dot_v1_dot_acl__pb2.LoginRequest.SerializeToString,
+            consul_dot_acl_dot_v1_dot_acl__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/consul.acl.v1.ACLService/Logout',
+            consul_dot_acl_dot_v1_dot_acl__pb2.LogoutRequest.SerializeToString,
+            consul_dot_acl_dot_v1_dot_acl__pb2.LogoutResponse.FromString,
             options,
             channel_credentials,
             insecure,

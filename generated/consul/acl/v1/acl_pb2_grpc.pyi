@@ -65,6 +65,26 @@ class ACLServiceStub:
     """DeleteRole deletes a role by ID."""
     ListRoles: _grpc.UnaryUnaryMultiCallable[_acl_pb2.ListRolesRequest, _acl_pb2.ListRolesResponse]
     """ListRoles lists roles."""
+    WriteAuthMethod: _grpc.UnaryUnaryMultiCallable[_acl_pb2.WriteAuthMethodRequest, _acl_pb2.WriteAuthMethodResponse]
+    """WriteAuthMethod creates or updates an auth method."""
+    ReadAuthMethod: _grpc.UnaryUnaryMultiCallable[_acl_pb2.ReadAuthMethodRequest, _acl_pb2.ReadAuthMethodResponse]
+    """ReadAuthMethod reads one auth method."""
+    DeleteAuthMethod: _grpc.UnaryUnaryMultiCallable[_acl_pb2.DeleteAuthMethodRequest, _acl_pb2.DeleteAuthMethodResponse]
+    """DeleteAuthMethod deletes one auth method."""
+    ListAuthMethods: _grpc.UnaryUnaryMultiCallable[_acl_pb2.ListAuthMethodsRequest, _acl_pb2.ListAuthMethodsResponse]
+    """ListAuthMethods lists auth methods."""
+    WriteBindingRule: _grpc.UnaryUnaryMultiCallable[_acl_pb2.WriteBindingRuleRequest, _acl_pb2.WriteBindingRuleResponse]
+    """WriteBindingRule creates or updates an binding rule."""
+    ReadBindingRule: _grpc.UnaryUnaryMultiCallable[_acl_pb2.ReadBindingRuleRequest, _acl_pb2.ReadBindingRuleResponse]
+    """ReadBindingRule reads one binding rule."""
+    DeleteBindingRule: _grpc.UnaryUnaryMultiCallable[_acl_pb2.DeleteBindingRuleRequest, _acl_pb2.DeleteBindingRuleResponse]
+    """DeleteBindingRule deletes one binding rule."""
+    ListBindingRules: _grpc.UnaryUnaryMultiCallable[_acl_pb2.ListBindingRulesRequest, _acl_pb2.ListBindingRulesResponse]
+    """ListBindingRules lists binding rules."""
+    Login: _grpc.UnaryUnaryMultiCallable[_acl_pb2.LoginRequest, _acl_pb2.LoginResponse]
+    """Login exchanges an auth method's credential (a JWT) for a new token."""
+    Logout: _grpc.UnaryUnaryMultiCallable[_acl_pb2.LogoutRequest, _acl_pb2.LogoutResponse]
+    """Logout deletes a token made by Login."""
     ResolveToken: _grpc.UnaryUnaryMultiCallable[_acl_pb2.ResolveTokenRequest, _acl_pb2.ResolveTokenResponse]
     """ResolveToken returns what a token may do, for an agent's own checks."""
     Authorize: _grpc.UnaryUnaryMultiCallable[_acl_pb2.AuthorizeRequest, _acl_pb2.AuthorizeResponse]
@@ -107,6 +127,26 @@ class ACLServiceAsyncStub(ACLServiceStub):
     """DeleteRole deletes a role by ID."""
     ListRoles: _aio.UnaryUnaryMultiCallable[_acl_pb2.ListRolesRequest, _acl_pb2.ListRolesResponse]  # type: ignore[assignment]
     """ListRoles lists roles."""
+    WriteAuthMethod: _aio.UnaryUnaryMultiCallable[_acl_pb2.WriteAuthMethodRequest, _acl_pb2.WriteAuthMethodResponse]  # type: ignore[assignment]
+    """WriteAuthMethod creates or updates an auth method."""
+    ReadAuthMethod: _aio.UnaryUnaryMultiCallable[_acl_pb2.ReadAuthMethodRequest, _acl_pb2.ReadAuthMethodResponse]  # type: ignore[assignment]
+    """ReadAuthMethod reads one auth method."""
+    DeleteAuthMethod: _aio.UnaryUnaryMultiCallable[_acl_pb2.DeleteAuthMethodRequest, _acl_pb2.DeleteAuthMethodResponse]  # type: ignore[assignment]
+    """DeleteAuthMethod deletes one auth method."""
+    ListAuthMethods: _aio.UnaryUnaryMultiCallable[_acl_pb2.ListAuthMethodsRequest, _acl_pb2.ListAuthMethodsResponse]  # type: ignore[assignment]
+    """ListAuthMethods lists auth methods."""
+    WriteBindingRule: _aio.UnaryUnaryMultiCallable[_acl_pb2.WriteBindingRuleRequest, _acl_pb2.WriteBindingRuleResponse]  # type: ignore[assignment]
+    """WriteBindingRule creates or updates an binding rule."""
+    ReadBindingRule: _aio.UnaryUnaryMultiCallable[_acl_pb2.ReadBindingRuleRequest, _acl_pb2.ReadBindingRuleResponse]  # type: ignore[assignment]
+    """ReadBindingRule reads one binding rule."""
+    DeleteBindingRule: _aio.UnaryUnaryMultiCallable[_acl_pb2.DeleteBindingRuleRequest, _acl_pb2.DeleteBindingRuleResponse]  # type: ignore[assignment]
+    """DeleteBindingRule deletes one binding rule."""
+    ListBindingRules: _aio.UnaryUnaryMultiCallable[_acl_pb2.ListBindingRulesRequest, _acl_pb2.ListBindingRulesResponse]  # type: ignore[assignment]
+    """ListBindingRules lists binding rules."""
+    Login: _aio.UnaryUnaryMultiCallable[_acl_pb2.LoginRequest, _acl_pb2.LoginResponse]  # type: ignore[assignment]
+    """Login exchanges an auth method's credential (a JWT) for a new token."""
+    Logout: _aio.UnaryUnaryMultiCallable[_acl_pb2.LogoutRequest, _acl_pb2.LogoutResponse]  # type: ignore[assignment]
+    """Logout deletes a token made by Login."""
     ResolveToken: _aio.UnaryUnaryMultiCallable[_acl_pb2.ResolveTokenRequest, _acl_pb2.ResolveTokenResponse]  # type: ignore[assignment]
     """ResolveToken returns what a token may do, for an agent's own checks."""
     Authorize: _aio.UnaryUnaryMultiCallable[_acl_pb2.AuthorizeRequest, _acl_pb2.AuthorizeResponse]  # type: ignore[assignment]
@@ -224,6 +264,86 @@ class ACLServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_acl_pb2.ListRolesResponse, _abc.Awaitable[_acl_pb2.ListRolesResponse]]:
         """ListRoles lists roles."""
+
+    @_abc_1.abstractmethod
+    def WriteAuthMethod(
+        self,
+        request: _acl_pb2.WriteAuthMethodRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.WriteAuthMethodResponse, _abc.Awaitable[_acl_pb2.WriteAuthMethodResponse]]:
+        """WriteAuthMethod creates or updates an auth method."""
+
+    @_abc_1.abstractmethod
+    def ReadAuthMethod(
+        self,
+        request: _acl_pb2.ReadAuthMethodRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.ReadAuthMethodResponse, _abc.Awaitable[_acl_pb2.ReadAuthMethodResponse]]:
+        """ReadAuthMethod reads one auth method."""
+
+    @_abc_1.abstractmethod
+    def DeleteAuthMethod(
+        self,
+        request: _acl_pb2.DeleteAuthMethodRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.DeleteAuthMethodResponse, _abc.Awaitable[_acl_pb2.DeleteAuthMethodResponse]]:
+        """DeleteAuthMethod deletes one auth method."""
+
+    @_abc_1.abstractmethod
+    def ListAuthMethods(
+        self,
+        request: _acl_pb2.ListAuthMethodsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.ListAuthMethodsResponse, _abc.Awaitable[_acl_pb2.ListAuthMethodsResponse]]:
+        """ListAuthMethods lists auth methods."""
+
+    @_abc_1.abstractmethod
+    def WriteBindingRule(
+        self,
+        request: _acl_pb2.WriteBindingRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.WriteBindingRuleResponse, _abc.Awaitable[_acl_pb2.WriteBindingRuleResponse]]:
+        """WriteBindingRule creates or updates an binding rule."""
+
+    @_abc_1.abstractmethod
+    def ReadBindingRule(
+        self,
+        request: _acl_pb2.ReadBindingRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.ReadBindingRuleResponse, _abc.Awaitable[_acl_pb2.ReadBindingRuleResponse]]:
+        """ReadBindingRule reads one binding rule."""
+
+    @_abc_1.abstractmethod
+    def DeleteBindingRule(
+        self,
+        request: _acl_pb2.DeleteBindingRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.DeleteBindingRuleResponse, _abc.Awaitable[_acl_pb2.DeleteBindingRuleResponse]]:
+        """DeleteBindingRule deletes one binding rule."""
+
+    @_abc_1.abstractmethod
+    def ListBindingRules(
+        self,
+        request: _acl_pb2.ListBindingRulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.ListBindingRulesResponse, _abc.Awaitable[_acl_pb2.ListBindingRulesResponse]]:
+        """ListBindingRules lists binding rules."""
+
+    @_abc_1.abstractmethod
+    def Login(
+        self,
+        request: _acl_pb2.LoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.LoginResponse, _abc.Awaitable[_acl_pb2.LoginResponse]]:
+        """Login exchanges an auth method's credential (a JWT) for a new token."""
+
+    @_abc_1.abstractmethod
+    def Logout(
+        self,
+        request: _acl_pb2.LogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_acl_pb2.LogoutResponse, _abc.Awaitable[_acl_pb2.LogoutResponse]]:
+        """Logout deletes a token made by Login."""
 
     @_abc_1.abstractmethod
     def ResolveToken(
