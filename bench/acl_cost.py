@@ -166,11 +166,74 @@ async def main(seconds: float, rounds: int, instances: int, concurrency: int) ->
         )
 
 
+async def in_process(instances: int, calls: int) -> None:
+    """The enforcement alone, in this process: resolve (cached) + filter a
+    ServiceHealth answer of ``instances`` entries, vs the same call unguarded.
+    CPU time per call, so other load on the machine matters less."""
+    import time
+
+    from agent.acl.enforce import Gate
+    from agent.acl.resolver import Resolver, StateTokens
+    from agent.config import ACLConfig
+    from agent.state.acl import ACLState
+    from agent.store.memory import MemoryStore
+
+    acl = ACLConfig(enabled=True, default_policy="deny", initial_management=MGMT)
+    async with MemoryStore() as store:
+        state = ACLState(store)
+        await state.ensure_builtins()
+        await state.ensure_management_token(MGMT)
+        policy = await state.upsert_policy(
+            {"ID": "p-1", "Name": "read", "Rules": READ_RULES, "Description": ""}, create=True
+        )
+        token = await state.upsert_token(
+            {
+                "AccessorID": "00000000-0000-0000-0000-0000000000a1",
+                "SecretID": "00000000-0000-0000-0000-0000000000b1",
+                "Policies": [{"ID": policy["ID"]}],
+            },
+            create=True,
+        )
+        gate = Gate(Resolver(acl, StateTokens(state, "dc1"), version=state.index))
+        answer = hpb.ServiceHealthResponse(
+            entries=[
+                pb.ServiceEntry(
+                    node=pb.Node(name=f"node-{i}", address="10.0.0.1"),
+                    service=pb.Service(name="web", id="web", port=8080),
+                    checks=[pb.HealthCheck(node=f"node-{i}", check_id="c", service_name="web")],
+                )
+                for i in range(instances)
+            ]
+        )
+
+        async def endpoint(req: object) -> hpb.ServiceHealthResponse:
+            out = hpb.ServiceHealthResponse()
+            out.CopyFrom(answer)
+            return out
+
+        req = hpb.ServiceHealthRequest(
+            service="web", options=qpb.QueryOptions(token=token["SecretID"])
+        )
+        path = "/consul.health.v1.HealthService/ServiceHealth"
+        assert len((await gate.call(path, endpoint, req)).entries) == instances
+        for label, run in (
+            ("unguarded", lambda: endpoint(req)),
+            ("guarded", lambda: gate.call(path, endpoint, req)),
+        ):
+            t0 = time.process_time()
+            for _ in range(calls):
+                await run()
+            per = (time.process_time() - t0) / calls * 1e6
+            print(f"in-process ServiceHealth ({instances} entries) {label}: {per:.1f} us/call CPU")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--instances", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--inproc-calls", type=int, default=20000)
     args = parser.parse_args()
+    asyncio.run(in_process(args.instances, args.inproc_calls))
     asyncio.run(main(args.seconds, args.rounds, args.instances, args.concurrency))

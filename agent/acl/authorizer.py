@@ -25,7 +25,7 @@ Worked example, ``key_prefix "" { policy = "read" }`` and ``key "app/secret"
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from agent.acl.rules import Access, Rules
@@ -34,6 +34,8 @@ from agent.errors import PermissionDenied
 __all__ = ["ANONYMOUS_ACCESSOR", "Authorizer", "Decision", "denied"]
 
 ANONYMOUS_ACCESSOR = "00000000-0000-0000-0000-000000000002"
+#: Decisions remembered per authorizer (a few hundred bytes each at most).
+MEMO_SIZE = 4096
 
 
 class Decision(Enum):
@@ -75,6 +77,11 @@ class Authorizer:
     key_list_policy: bool = False
     #: ACLs disabled: nothing is checked.
     disabled: bool = False
+    #: Decisions already made ((resource, name, need) -> allowed): a filtered
+    #: read asks the same few questions for every entry. Bounded by MEMO_SIZE.
+    _memo: dict[tuple[str, str | None, Access], bool] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def allow_all(cls) -> Authorizer:
@@ -103,17 +110,44 @@ class Authorizer:
         return Decision.DEFAULT if access is None else _grants(access, need)
 
     def allowed(self, resource: str, name: str | None, need: Access) -> bool:
+        key = (resource, name, need)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
         decision = self.decide(resource, name, need)
         if decision is Decision.DEFAULT:
-            if resource == "acl":
-                return False  # default allow never grants ACL management
-            return self.default_allow
-        return decision is Decision.ALLOW
+            # default allow never grants ACL management
+            result = False if resource == "acl" else self.default_allow
+        else:
+            result = decision is Decision.ALLOW
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = result
+        return result
 
     def require(self, resource: str, name: str | None, need: Access) -> None:
         """Raise Consul's ``Permission denied`` unless ``resource:need`` on ``name``."""
         if not self.allowed(resource, name, need):
             raise denied(self.accessor, resource, need, name)
+
+    def reads_everything(self, resource: str) -> bool:
+        """True when every name of ``resource`` is readable: a read filter over it
+        can keep every entry without asking per entry (the common
+        ``service_prefix "" { policy = "read" }`` case)."""
+        key = (resource, "\x00*", Access.READ)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        if self.manage:
+            result = True
+        else:
+            exact = self.rules.exact.get(resource, {})
+            prefix = self.rules.prefix.get(resource, {})
+            no_denial = all(a is not Access.DENY for a in (*exact.values(), *prefix.values()))
+            covered = "" in prefix or self.default_allow
+            result = no_denial and covered
+        self._memo[key] = result
+        return result
 
     # ----- Consul's verbs ---------------------------------------------------
 

@@ -67,17 +67,27 @@ def _keep(items: Sequence[T], ok: Callable[[T], bool]) -> tuple[list[T], bool]:
     return kept, len(kept) != len(items)
 
 
+def _all(authz: Authorizer, *resources: str) -> bool:
+    return all(authz.reads_everything(r) for r in resources)
+
+
 def filter_nodes(authz: Authorizer, nodes: Sequence[pb.Node]) -> tuple[list[pb.Node], bool]:
+    if _all(authz, "node"):
+        return list(nodes), False
     return _keep(nodes, lambda n: authz.node_read(n.name))
 
 
 def filter_services(authz: Authorizer, names: Sequence[str]) -> tuple[list[str], bool]:
+    if _all(authz, "service"):
+        return list(names), False
     return _keep(names, authz.service_read)
 
 
 def filter_service_nodes(
     authz: Authorizer, instances: Sequence[pb.ServiceInstance]
 ) -> tuple[list[pb.ServiceInstance], bool]:
+    if _all(authz, "node", "service"):
+        return list(instances), False
     return _keep(
         instances, lambda i: authz.node_read(i.node.name) and authz.service_read(i.service.name)
     )
@@ -92,38 +102,54 @@ def _check_ok(authz: Authorizer, check: pb.HealthCheck) -> bool:
 def filter_checks(
     authz: Authorizer, checks: Sequence[pb.HealthCheck]
 ) -> tuple[list[pb.HealthCheck], bool]:
+    if _all(authz, "node", "service"):
+        return list(checks), False
     return _keep(checks, lambda c: _check_ok(authz, c))
 
 
 def filter_health_entries(
     authz: Authorizer, entries: Sequence[pb.ServiceEntry]
 ) -> tuple[list[pb.ServiceEntry], bool]:
+    """Entries whose node and service are readable (their checks are filtered by
+    the caller with ``filter_checks``)."""
+    if _all(authz, "node", "service"):
+        return list(entries), False
     return _keep(
         entries, lambda e: authz.node_read(e.node.name) and authz.service_read(e.service.name)
     )
 
 
 def filter_kv(authz: Authorizer, pairs: Sequence[kpb.KVPair]) -> tuple[list[kpb.KVPair], bool]:
+    if _all(authz, "key"):
+        return list(pairs), False
     return _keep(pairs, lambda p: authz.key_read(p.key))
 
 
 def filter_keys(authz: Authorizer, names: Sequence[str]) -> tuple[list[str], bool]:
+    if _all(authz, "key"):
+        return list(names), False
     return _keep(names, authz.key_read)
 
 
 def filter_sessions(
     authz: Authorizer, sessions: Sequence[sspb.Session]
 ) -> tuple[list[sspb.Session], bool]:
+    if _all(authz, "session"):
+        return list(sessions), False
     return _keep(sessions, lambda s: authz.session_read(s.node))
 
 
 def filter_events(authz: Authorizer, events: Sequence[epb.Event]) -> tuple[list[epb.Event], bool]:
+    if _all(authz, "event"):
+        return list(events), False
     return _keep(events, lambda e: authz.event_read(e.name))
 
 
 def filter_members(
     authz: Authorizer, members: Sequence[mpb.Member]
 ) -> tuple[list[mpb.Member], bool]:
+    if _all(authz, "node"):
+        return list(members), False
     return _keep(members, lambda m: authz.node_read(m.name))
 
 
@@ -140,6 +166,8 @@ class Lookups(Protocol):
 
 def _replace(msg: Any, field: str, items: Sequence[Any]) -> None:
     target = getattr(msg, field)
+    if len(items) == len(target):
+        return  # nothing was filtered out
     del target[:]
     target.extend(items)
 
@@ -281,6 +309,8 @@ def _post_checks(gate: Gate, authz: Authorizer, req: Any, resp: Any) -> None:
 
 
 def _post_entries(gate: Gate, authz: Authorizer, req: Any, resp: Any) -> None:
+    if _all(authz, "node", "service"):
+        return
     kept, cut = filter_health_entries(authz, resp.entries)
     for entry in kept:
         checks, _ = filter_checks(authz, entry.checks)

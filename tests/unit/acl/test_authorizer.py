@@ -96,3 +96,30 @@ def test_denied_text_is_consuls() -> None:
 def test_disabled_allows_everything() -> None:
     a = Authorizer.allow_all()
     assert a.acl_write() and a.key_write_prefix("")
+
+
+@pytest.mark.parametrize(
+    ("rules", "default_allow", "expected"),
+    [
+        ('service_prefix "" { policy = "read" }', False, True),
+        ('service_prefix "" { policy = "read" }\nservice "db" { policy = "deny" }', False, False),
+        ('service "web" { policy = "write" }', False, False),
+        ('service "web" { policy = "write" }', True, True),
+        ("", True, True),
+        ('service_prefix "a" { policy = "deny" }', True, False),
+    ],
+)
+def test_reads_everything_shortcut_agrees_with_rules(
+    rules: str, default_allow: bool, expected: bool
+) -> None:
+    a = Authorizer(parse_rules(rules), default_allow=default_allow)
+    assert a.reads_everything("service") is expected
+    if expected:  # the shortcut may only say yes when every name is readable
+        assert all(a.service_read(n) for n in ("web", "db", "a1", ""))
+
+
+def test_memo_keeps_answers_stable() -> None:
+    a = authz()
+    first = [a.key_read("app/locked/x") for _ in range(3)]
+    assert first == [False, False, False]
+    assert a.key_read("other") is True
