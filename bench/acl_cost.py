@@ -183,17 +183,29 @@ async def in_process(instances: int, calls: int) -> None:
         state = ACLState(store)
         await state.ensure_builtins()
         await state.ensure_management_token(MGMT)
-        policy = await state.upsert_policy(
-            {"ID": "p-1", "Name": "read", "Rules": READ_RULES, "Description": ""}, create=True
-        )
-        token = await state.upsert_token(
-            {
-                "AccessorID": "00000000-0000-0000-0000-0000000000a1",
-                "SecretID": "00000000-0000-0000-0000-0000000000b1",
-                "Policies": [{"ID": policy["ID"]}],
-            },
-            create=True,
-        )
+        secrets = {}
+        for n, (label, rules) in enumerate(
+            [
+                ("read all", READ_RULES),
+                (
+                    "read all but one (per-entry checks)",
+                    READ_RULES + '\nservice "x" { policy = "deny" }',
+                ),
+            ]
+        ):
+            policy = await state.upsert_policy(
+                {"ID": f"p-{n}", "Name": f"read{n}", "Rules": rules, "Description": ""},
+                create=True,
+            )
+            token = await state.upsert_token(
+                {
+                    "AccessorID": f"00000000-0000-0000-0000-0000000000a{n}",
+                    "SecretID": f"00000000-0000-0000-0000-0000000000b{n}",
+                    "Policies": [{"ID": policy["ID"]}],
+                },
+                create=True,
+            )
+            secrets[label] = token["SecretID"]
         gate = Gate(Resolver(acl, StateTokens(state, "dc1"), version=state.index))
         answer = hpb.ServiceHealthResponse(
             entries=[
@@ -211,15 +223,15 @@ async def in_process(instances: int, calls: int) -> None:
             out.CopyFrom(answer)
             return out
 
-        req = hpb.ServiceHealthRequest(
-            service="web", options=qpb.QueryOptions(token=token["SecretID"])
-        )
         path = "/consul.health.v1.HealthService/ServiceHealth"
-        assert len((await gate.call(path, endpoint, req)).entries) == instances
-        for label, run in (
-            ("unguarded", lambda: endpoint(req)),
-            ("guarded", lambda: gate.call(path, endpoint, req)),
-        ):
+        runs: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+            ("unguarded", lambda: endpoint(hpb.ServiceHealthRequest(service="web")))
+        ]
+        for label, secret in secrets.items():
+            req = hpb.ServiceHealthRequest(service="web", options=qpb.QueryOptions(token=secret))
+            assert len((await gate.call(path, endpoint, req)).entries) == instances
+            runs.append((f"guarded, {label}", lambda r=req: gate.call(path, endpoint, r)))
+        for label, run in runs:
             t0 = time.process_time()
             for _ in range(calls):
                 await run()
