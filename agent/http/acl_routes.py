@@ -193,11 +193,12 @@ async def role_list(request: web.Request) -> web.StreamResponse:
 
 
 async def templated_policies(request: web.Request) -> web.StreamResponse:
-    # Asks the servers first, so a disabled ACL system answers 401 as Consul does.
+    # Asks the servers first: acl:read is needed, and a disabled ACL system
+    # answers 401, as Consul's.
     await context(request).call(
-        _ACL + "Authorize",
-        apb.AuthorizeRequest(options=query_options(request)),
-        apb.AuthorizeResponse,
+        _ACL + "ListPolicies",
+        apb.ListPoliciesRequest(options=query_options(request)),
+        apb.ListPoliciesResponse,
     )
     out = {
         name: {
