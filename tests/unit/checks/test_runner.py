@@ -48,9 +48,8 @@ class FakeClock:
 class ScriptedRunner(IntervalRunner):
     """A probing runner whose probe results come from a list (the last one repeats)."""
 
-    def __init__(
-        self, spec: CheckSpec, on_update: Recorder, results: list[tuple[str, str]], **kw: object
-    ) -> None:
+    def __init__(self, spec: CheckSpec, on_update: Recorder, results: list[tuple[str, str]],
+                 **kw: object) -> None:
         super().__init__(spec, on_update, **kw)  # type: ignore[arg-type]
         self.results = results
         self.probes = 0
@@ -63,11 +62,8 @@ class ScriptedRunner(IntervalRunner):
 def spec_for(**kw: object) -> CheckSpec:
     base: dict[str, object] = {"check_id": "c", "tcp": "127.0.0.1:1", "interval": 0.02}
     base.update(kw)
-    return validate_spec(
-        CheckSpec(**base),
-        enable_script_checks=False,  # type: ignore[arg-type]
-        min_interval=0.01,
-    )
+    return validate_spec(CheckSpec(**base), enable_script_checks=False,  # type: ignore[arg-type]
+                         min_interval=0.01)
 
 
 # -- the notifier --------------------------------------------------------------------
@@ -185,13 +181,8 @@ async def test_thresholds_through_the_runner() -> None:
     r = ScriptedRunner(
         spec_for(success_before_passing=2, failures_before_critical=3), rec, [(PASSING, "")]
     )
-    r.results = [
-        (PASSING, "p1"),
-        (PASSING, "p2"),
-        (CRITICAL, "f1"),
-        (CRITICAL, "f2"),
-        (CRITICAL, "f3"),
-    ]
+    r.results = [(PASSING, "p1"), (PASSING, "p2"), (CRITICAL, "f1"), (CRITICAL, "f2"),
+                 (CRITICAL, "f3")]
     await r.check_once()
     assert r.status == CRITICAL
     await r.check_once()
@@ -294,9 +285,8 @@ async def test_statuses_and_aggregate() -> None:
 async def test_services_to_reap() -> None:
     clock = FakeClock()
     async with CheckManager(Recorder(), clock=clock) as checks:
-        checks.add(
-            CheckSpec(check_id="a", ttl=30, service_id="web", deregister_critical_service_after=60)
-        )
+        checks.add(CheckSpec(check_id="a", ttl=30, service_id="web",
+                             deregister_critical_service_after=60))
         checks.add(CheckSpec(check_id="b", ttl=30, service_id="db"))  # never reaped
         checks.add(CheckSpec(check_id="n", ttl=30, deregister_critical_service_after=60))
         assert checks.services_to_reap() == set()
