@@ -51,7 +51,9 @@ class HTTPRunner(IntervalRunner):
         self._headers = headers
 
     async def run(self) -> None:
-        connector = aiohttp.TCPConnector(force_close=True, ssl=not self.spec.tls_skip_verify)
+        connector = aiohttp.TCPConnector(
+            force_close=True, ssl=not self.spec.tls_skip_verify
+        )
         async with aiohttp.ClientSession(connector=connector) as session:
             self._session = session
             try:

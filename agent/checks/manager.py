@@ -205,8 +205,7 @@ class CheckManager:
         if still:
             logger.warning(
                 "check runners did not stop in time count=%d timeout=%s",
-                len(still),
-                self._stop_timeout,
+                len(still), self._stop_timeout,
             )
 
     # -- internals -----------------------------------------------------------------
@@ -238,4 +237,6 @@ class CheckManager:
             return
         exc = task.exception()
         if exc is not None:
-            logger.error("check runner died check=%s", task.get_name(), exc_info=exc)
+            logger.error(
+                "check runner died check=%s", task.get_name(), exc_info=exc
+            )

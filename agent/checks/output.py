@@ -55,7 +55,7 @@ class OutputBuffer:
         if self.total <= self._limit:
             return self._data.decode("utf-8", errors="replace")
         header_max = len(f"Captured {self._limit} of {self.total} bytes\n...\n".encode())
-        tail = bytes(self._data[max(0, len(self._data) - (self._limit - header_max)) :])
+        tail = bytes(self._data[max(0, len(self._data) - (self._limit - header_max)):])
         body = tail.decode("utf-8", errors="ignore")
         # errors="replace" above could grow the text past the limit; "ignore" cannot.
         return f"Captured {len(tail)} of {self.total} bytes\n...\n{body}"

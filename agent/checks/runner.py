@@ -30,7 +30,6 @@ __all__ = ["CheckRunner", "CheckState", "IntervalRunner", "UpdateCallback", "des
 
 logger = logging.getLogger(__name__)
 
-
 def describe_os_error(exc: OSError) -> str:
     """A short reason for a failed connect, such as ``Connection refused``."""
     if isinstance(exc, socket.gaierror) and exc.strerror:

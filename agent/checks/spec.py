@@ -199,7 +199,9 @@ def validate_spec(
     if spec.kind:
         kind = spec.kind
         if present and present[0] != kind:
-            raise InvalidArgument(f"a {kind} check cannot have {_KIND_LABEL[present[0]]} set")
+            raise InvalidArgument(
+                f"a {kind} check cannot have {_KIND_LABEL[present[0]]} set"
+            )
     elif present:
         kind = present[0]
     elif spec.interval > 0:
@@ -229,8 +231,7 @@ def validate_spec(
     if kind in _INTERVAL_KINDS and interval < min_interval:
         logger.warning(
             "check has interval below minimum check=%s minimum_interval=%s",
-            check_id,
-            format_duration(min_interval),
+            check_id, format_duration(min_interval),
         )
         interval = min_interval
     timeout = spec.timeout
@@ -240,15 +241,13 @@ def validate_spec(
     if dereg is not None and dereg < MIN_DEREGISTER:
         logger.warning(
             "check has deregister interval below minimum check=%s minimum_interval=%s",
-            check_id,
-            format_duration(MIN_DEREGISTER),
+            check_id, format_duration(MIN_DEREGISTER),
         )
         dereg = MIN_DEREGISTER
     if kind == "grpc" and spec.grpc_use_tls and spec.tls_skip_verify:
         logger.warning(
             "tls_skip_verify is not supported for gRPC checks; the server certificate "
-            "is verified check=%s",
-            check_id,
+            "is verified check=%s", check_id,
         )
     return dataclasses.replace(
         spec,

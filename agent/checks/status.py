@@ -108,10 +108,7 @@ class StatusHandler:
             logger.warning(
                 "check passed but has not reached success threshold check=%s status=%s "
                 "success_count=%d success_threshold=%d",
-                self._check_id,
-                status,
-                self._successes,
-                self._success_before_passing,
+                self._check_id, status, self._successes, self._success_before_passing,
             )
             return
         self._failures += 1
@@ -125,8 +122,6 @@ class StatusHandler:
         logger.warning(
             "check failed but has not reached warning/failure threshold check=%s "
             "failure_count=%d warning_threshold=%d failure_threshold=%d",
-            self._check_id,
-            self._failures,
-            self._failures_before_warning,
+            self._check_id, self._failures, self._failures_before_warning,
             self._failures_before_critical,
         )

@@ -82,7 +82,9 @@ class EtcdProcess(Child):
         return f"127.0.0.1:{self.client_port}"
 
     def argv(self) -> list[str]:
-        return etcd_command(self.binary, "demo", self.data_dir, self.client_port, self.peer_port)
+        return etcd_command(
+            self.binary, "demo", self.data_dir, self.client_port, self.peer_port
+        )
 
     def new_ports(self) -> None:
         self.client_port, self.peer_port = free_port(), free_port()
@@ -143,7 +145,6 @@ class AgentProcess(Child):
 def _bind_failed(log: str) -> bool:
     text = log.lower()
     return "already in use" in text or "cannot bind" in text
-
 
 async def poll(what: str, check: Callable[[], Awaitable[T | None]], timeout: float) -> T:
     """Call ``check`` every POLL seconds until it returns something other than None.
@@ -399,3 +400,4 @@ async def print_addresses(cluster: DemoCluster) -> None:
             " get '' --prefix --keys-only"
         )
     say(f"Logs: {cluster.root}/*.log")
+

@@ -38,7 +38,6 @@ PROBE_TIMEOUT = 1.0
 #: After SIGKILL, how long to wait for the kernel to reap.
 KILL_WAIT = 5.0
 
-
 def etcd_binary() -> str | None:
     """The etcd executable: ``$ETCD_BIN``, else ``etcd`` on PATH, else /usr/bin/etcd."""
     env = os.environ.get("ETCD_BIN")
@@ -55,6 +54,7 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
 
 
 _PR_SET_PDEATHSIG = 1
@@ -157,6 +157,7 @@ class Child(ABC):
             await self.kill()
 
 
+
 def etcd_command(
     binary: str, name: str, data_dir: Path, client_port: int, peer_port: int
 ) -> list[str]:
@@ -217,3 +218,4 @@ async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
         return await asyncio.wait_for(get(), PROBE_TIMEOUT)
     except (OSError, TimeoutError):
         return 0, b""
+

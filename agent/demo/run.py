@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 
+
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
     once: bool = False

@@ -270,3 +270,4 @@ class _ReadStats:
             return True if self.ok > count else None
 
         return check
+
