@@ -14,6 +14,9 @@ measure.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import resource
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ __all__ = [
     "member_samples",
     "router_samples",
     "rpc_samples",
+    "runtime_samples",
 ]
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -288,3 +292,33 @@ def member_samples(members: Iterable[mpb.Member], events: int, pool: str) -> Ite
     yield Sample(
         "consul_membership_events", "counter", "Membership events seen", events, {"pool": pool}
     )
+
+
+def _rss_bytes() -> int:
+    """Resident set size now (Linux /proc), else the peak from getrusage."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+def runtime_samples() -> Iterator[Sample]:
+    """Consul's ``consul.runtime.*`` gauges, in Python's terms: asyncio tasks
+    stand in for goroutines; RSS for the bytes obtained from the system."""
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop (a scrape from another thread)
+        tasks = 0
+    yield Sample(
+        "consul_runtime_num_goroutines", "gauge", "asyncio tasks alive in the agent", tasks
+    )
+    yield Sample("consul_runtime_sys_bytes", "gauge", "Resident set size in bytes", _rss_bytes())
+    yield Sample("consul_runtime_open_fds", "gauge", "Open file descriptors", _open_fds())

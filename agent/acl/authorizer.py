@@ -106,7 +106,12 @@ class Authorizer:
     def decide(self, resource: str, name: str | None, need: Access) -> Decision:
         if self.manage:
             return Decision.ALLOW
-        access = self.rules.plain.get(resource) if name is None else self._rule(resource, name)
+        if name is None:
+            access = self.rules.plain.get(resource)
+            if access is None and resource in ("mesh", "peering"):
+                access = self.rules.plain.get("operator")  # Consul: mesh falls back to operator
+        else:
+            access = self._rule(resource, name)
         return Decision.DEFAULT if access is None else _grants(access, need)
 
     def allowed(self, resource: str, name: str | None, need: Access) -> bool:

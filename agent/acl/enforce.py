@@ -23,6 +23,7 @@ a shared result per token at read time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -193,6 +194,8 @@ _E = "/consul.event.v1.EventService/"
 _T = "/consul.txn.v1.TxnService/"
 _M = "/consul.membership.v1.MembershipService/"
 _A = "/consul.agent.v1.AgentService/"
+_SNAP = "/consul.snapshot.v1.SnapshotService/"
+_CFG = "/consul.config.v1.ConfigService/"
 
 
 async def _catalog_register(gate: Gate, authz: Authorizer, req: cpb.RegisterRequest) -> None:
@@ -417,7 +420,60 @@ def _post_agent_checks(gate: Gate, authz: Authorizer, req: Any, resp: Any) -> No
     _replace(resp, "checks", kept)
 
 
+async def _management(gate: Gate, authz: Authorizer, req: Any) -> None:
+    # Snapshots hold every secret: Consul asks for a management token (acl:write).
+    _need(authz, "acl", None, Access.WRITE)
+
+
+def _config_target(kind: str, name: str) -> tuple[str, str | None]:
+    """The resource a config entry belongs to: its service, or the mesh."""
+    if kind.startswith("service-"):
+        return "service", name
+    return "mesh", None
+
+
+def _entry_kind_name(raw: bytes) -> tuple[str, str]:
+    try:
+        doc = json.loads(raw or b"{}")
+    except ValueError:
+        return "", ""
+    if not isinstance(doc, dict):
+        return "", ""
+    folded = {str(k).lower(): v for k, v in doc.items()}
+    return str(folded.get("kind") or ""), str(folded.get("name") or "")
+
+
+async def _config_apply(gate: Gate, authz: Authorizer, req: Any) -> None:
+    kind, name = _entry_kind_name(req.entry_json)
+    resource, segment = _config_target(kind, name)
+    _need(authz, resource, segment, Access.WRITE)
+
+
+async def _config_by_name(gate: Gate, authz: Authorizer, req: Any) -> None:
+    resource, segment = _config_target(req.kind, req.name)
+    write = req.DESCRIPTOR.name == "DeleteRequest"
+    _need(authz, resource, segment, Access.WRITE if write else Access.READ)
+
+
+def _post_config_list(gate: Gate, authz: Authorizer, req: Any, resp: Any) -> None:
+    def ok(raw: bytes) -> bool:
+        resource, segment = _config_target(*_entry_kind_name(raw))
+        return authz.allowed(resource, segment, Access.READ)
+
+    kept, cut = _keep(list(resp.entries_json), ok)
+    _replace(resp, "entries_json", kept)
+    _mark(resp, cut)
+
+
 PRE: dict[str, Pre] = {
+    _SNAP + "Save": _management,
+    _SNAP + "ReadChunk": _management,
+    _SNAP + "BeginRestore": _management,
+    _SNAP + "RestoreChunk": _management,
+    _SNAP + "CommitRestore": _management,
+    _CFG + "Apply": _config_apply,
+    _CFG + "Get": _config_by_name,
+    _CFG + "Delete": _config_by_name,
     _C + "Register": _catalog_register,
     _C + "Deregister": _catalog_deregister,
     _K + "Get": _kv_get,
@@ -440,6 +496,7 @@ PRE: dict[str, Pre] = {
 }
 
 POST: dict[str, Post] = {
+    _CFG + "List": _post_config_list,
     _C + "ListNodes": _post_nodes,
     _C + "ListServices": _post_services,
     _C + "GetNode": _post_get_node,

@@ -33,7 +33,7 @@ from agent.config import AgentConfig
 from agent.http.protocols import Invoker
 from agent.http.protocols import LocalAgent as LocalEndpoint
 from agent.http.serve import serve_http
-from agent.metrics import AgentMetrics, Sample, rpc_samples
+from agent.metrics import AgentMetrics, Sample, rpc_samples, runtime_samples
 from agent.pool import SERVER_KEEPALIVE_OPTIONS
 from agent.rpc.handlers import RpcStats, service_handler
 from agent.rpc.listen import GRPC_SERVER_OPTIONS, add_health_and_reflection, bind_grpc
@@ -197,3 +197,4 @@ class AgentBase(ABC):
     def _samples(self) -> Iterator[Sample]:
         yield from self.metric_samples()
         yield from rpc_samples(self.rpc_stats)
+        yield from runtime_samples()

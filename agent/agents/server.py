@@ -30,6 +30,7 @@ from agent.pool import ConnPool
 from agent.router import Router
 from agent.rpc.handlers import Dispatcher, Forwarder
 from agent.rpc.methods import SERVER_SERVICES
+from agent.server.config_entries import ConfigEndpoint
 from agent.server.endpoints import (
     CatalogEndpoint,
     EventEndpoint,
@@ -43,9 +44,11 @@ from agent.server.endpoints import (
 )
 from agent.server.leader import LeaderElection
 from agent.server.reconcile import reconcile_forever
+from agent.server.snapshots import SnapshotEndpoint
 from agent.server.wan import WanForwarder, WanLinks
 from agent.state.acl import ACLState
 from agent.state.catalog import Catalog
+from agent.state.config_entries import ConfigEntries
 from agent.state.events import EventState
 from agent.state.kv import KVState
 from agent.state.members import Members
@@ -88,15 +91,19 @@ class ServerAgent(AgentBase):
         self.sessions = SessionState(self.store, self.catalog, self.kv)
         self.events = EventState(self.store)
         self.txn = TxnState(self.store, self.kv)
+        self.config_entries = ConfigEntries(self.store, self.replica)
+        # Membership reads (every heartbeat checks its alive key) come from the
+        # replica on etcd; writes and the liveness lease go to the store.
+        members_store: Store = self.replica or self.store
         self.lan = Members(
-            self.store,
+            members_store,
             "lan",
             suspect_timeout=config.suspect_timeout,
             reconnect_timeout=config.reconnect_timeout,
         )
         self.hub = MemberHub(self.store, "lan")
         self.wan = Members(
-            self.store,
+            members_store,
             "wan",
             suspect_timeout=config.suspect_timeout,
             reconnect_timeout=config.reconnect_timeout,
@@ -285,6 +292,8 @@ class ServerAgent(AgentBase):
             SessionEndpoint(ctx),
             EventEndpoint(ctx),
             TxnEndpoint(ctx),
+            SnapshotEndpoint(self.store, cfg.datacenter),
+            ConfigEndpoint(self.config_entries, ctx.meta),
             self.acl.endpoint,
         ]
         endpoints = [
@@ -306,6 +315,9 @@ class ServerAgent(AgentBase):
         self.on_stop(stack, "pool", self.pool.aclose)
         self.wan_router.start()
         self.on_stop(stack, "wan-router", self.wan_router.aclose)
+        for pool in (self.lan, self.wan):
+            await pool.start()
+            self.on_stop(stack, f"liveness-{pool.pool}", pool.aclose)
         await self.lan.join(self.member)
         self.on_stop(
             stack,

@@ -134,3 +134,39 @@ async def test_client_failed_start_leaks_nothing(tmp_path: Path) -> None:
     left = await _settled(before)
     assert not left, f"tasks left running: {sorted(t.get_name() for t in left)}"
     assert _port_free(agent.grpc_address)
+
+
+async def test_health_watch_streams_hold_no_threads_regression(tmp_path: Path) -> None:
+    """Bug: the synchronous grpc.health.v1 servicer parked a default-executor
+    thread per Watch stream; after six (the executor's size on 2 CPUs)
+    Health/Check answered DEADLINE_EXCEEDED for good and host-name resolution
+    (HTTP checks against ``localhost``) stalled. The agents now serve the
+    asyncio servicer: any number of watchers, and the executor stays free."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    agent = ServerAgent(_server_config(tmp_path, "127.0.0.1:0"))
+    await agent.start()
+    try:
+        channels = [grpc.aio.insecure_channel(agent.grpc_address) for _ in range(4)]
+        watches = []
+        for i in range(24):  # four times the executor's size on 2 CPUs
+            stub = health_pb2_grpc.HealthStub(channels[i % len(channels)])
+            call = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+            first = await asyncio.wait_for(call.read(), 10)
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            watches.append(call)
+        async with grpc.aio.insecure_channel(agent.grpc_address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            resp = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+        # The default executor still resolves host names (what HTTP checks need).
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo("localhost", 80), 10
+        )
+        assert infos
+        for call in watches:
+            call.cancel()
+        for channel in channels:
+            await channel.close()
+    finally:
+        await agent.aclose()

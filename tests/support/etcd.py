@@ -79,18 +79,23 @@ class EtcdServer:
 
     # -- start ---------------------------------------------------------------
 
-    def _spawn(self) -> None:
+    def _spawn(self, *, fresh: bool = True) -> None:
+        """Start the process: on new ports and a new data dir, or (``fresh=False``)
+        again on the ports and data of the last one (after ``kill``)."""
         if self.binary is None:
             raise RuntimeError(
                 "etcd is not installed (apt-get install etcd-server, or set ETCD_BIN)"
             )
-        self._tmp = tempfile.TemporaryDirectory(prefix="etcd-test-")
+        if fresh or self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="etcd-test-")
+            self.client_port, self.peer_port = free_port(), free_port()
         root = Path(self._tmp.name)
-        self.client_port, self.peer_port = free_port(), free_port()
+        if self._log_file is not None:
+            self._log_file.close()
         args = etcd_command(
             self.binary, self.name, root / "data", self.client_port, self.peer_port
         )
-        self._log_file = (root / "etcd.log").open("wb")
+        self._log_file = (root / "etcd.log").open("ab")
         self._proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -169,6 +174,17 @@ class EtcdServer:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait(timeout=_STOP_GRACE)
+
+    def restart_sync(self) -> None:
+        """After ``kill``: the same member again, same ports and data, until healthy."""
+        self._spawn(fresh=False)
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self._healthy():
+                return
+            time.sleep(_POLL)
+        raise RuntimeError(f"etcd not healthy in {_READY_TIMEOUT}s:\n{self.logs()[-4000:]}")
 
     async def __aenter__(self) -> EtcdServer:
         await self.start()

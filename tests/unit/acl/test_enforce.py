@@ -150,3 +150,45 @@ def test_filter_functions_are_usable_alone() -> None:
     authz = Authorizer(parse_rules(RULES), default_allow=False)
     kept, cut = filter_kv(authz, [kpb.KVPair(key="app/a"), kpb.KVPair(key="zzz")])
     assert [p.key for p in kept] == ["app/a"] and cut
+
+
+async def test_snapshots_need_a_management_token() -> None:
+    from generated.consul.snapshot.v1 import snapshot_pb2 as snpb
+
+    g, _ = gate()
+    save = Calls(snpb.SaveResponse())
+    with pytest.raises(PermissionDenied, match="acl:write"):
+        await g.call("/consul.snapshot.v1.SnapshotService/Save", save, snpb.SaveRequest())
+    assert save.count == 0
+
+
+async def test_config_entries_belong_to_their_service_or_the_mesh() -> None:
+    from generated.consul.config.v1 import config_pb2 as cfpb
+
+    g, _ = gate()
+    apply = Calls(cfpb.ApplyResponse())
+    web = b'{"Kind": "service-defaults", "Name": "web"}'
+    db = b'{"Kind": "service-defaults", "Name": "db"}'
+    await g.call("/consul.config.v1.ConfigService/Apply", apply, cfpb.ApplyRequest(entry_json=web))
+    with pytest.raises(PermissionDenied, match='service:write\' on "db"'):
+        await g.call(
+            "/consul.config.v1.ConfigService/Apply", apply, cfpb.ApplyRequest(entry_json=db)
+        )
+    mesh = b'{"Kind": "proxy-defaults", "Name": "global"}'
+    with pytest.raises(PermissionDenied, match="mesh:write"):
+        await g.call(
+            "/consul.config.v1.ConfigService/Apply", apply, cfpb.ApplyRequest(entry_json=mesh)
+        )
+    listed = Calls(cfpb.ListResponse(meta=qpb.QueryMeta(index=3), entries_json=[web, db, mesh]))
+    resp = await g.call("/consul.config.v1.ConfigService/List", listed, cfpb.ListRequest())
+    assert list(resp.entries_json) == [web, db]  # service_prefix "" read; no mesh rule
+    assert resp.meta.results_filtered_by_acls
+
+
+def test_mesh_falls_back_to_operator() -> None:
+    from agent.acl.rules import Access
+
+    a = Authorizer(parse_rules('operator = "write"'), default_allow=False)
+    assert a.allowed("mesh", None, Access.WRITE)
+    b = Authorizer(parse_rules('operator = "write"\nmesh = "read"'), default_allow=False)
+    assert not b.allowed("mesh", None, Access.WRITE)
