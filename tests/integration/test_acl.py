@@ -112,6 +112,10 @@ def test_default_deny_hides_and_a_token_reveals(cluster: Cluster, tmp_path: Path
         wait=False,
     )
     c1.wait_ready()
+    wait_until(
+        lambda: http(c1, "GET", "/v1/catalog/nodes", token=MGMT)[0] == 200,
+        what="c1 to reach a server",
+    )
 
     # The application registers its service on the client agent with its own
     # token; anti-entropy pushes it to the catalog with the agent token only.
