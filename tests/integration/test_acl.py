@@ -169,6 +169,29 @@ def test_default_deny_hides_and_a_token_reveals(cluster: Cluster, tmp_path: Path
         )
         assert got.pair.value == b"s3cret"
 
+    # The ACL API on gRPC, through the client agent (forwarded with the token).
+    from generated.consul.acl.v1 import acl_pb2, acl_pb2_grpc
+
+    with grpc.insecure_channel(c1.grpc_addr) as ch:
+        acl = acl_pb2_grpc.ACLServiceStub(ch)
+        me = acl.ReadToken(
+            acl_pb2.ReadTokenRequest(), timeout=T, metadata=[("x-consul-token", secret)]
+        )
+        assert me.token["AccessorID"] == reader["AccessorID"]
+        with pytest.raises(grpc.RpcError) as err:
+            acl.ListPolicies(
+                acl_pb2.ListPoliciesRequest(), timeout=T, metadata=[("x-consul-token", secret)]
+            )
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        answer = acl.Authorize(
+            acl_pb2.AuthorizeRequest(
+                checks=[acl_pb2.AuthorizeCheck(resource="key", segment="app/x", access="write")]
+            ),
+            timeout=T,
+            metadata=[("x-consul-token", secret)],
+        )
+        assert [r.allow for r in answer.results] == [False]
+
     # A write without rights is 403 and changes nothing.
     status, text, _ = http(c1, "PUT", "/v1/kv/app/secret", "changed", secret)
     assert status == 403
@@ -373,6 +396,13 @@ def test_agent_tokens_set_at_run_time_and_agent_routes(cluster: Cluster, tmp_pat
     assert http(s1, "PUT", "/v1/agent/leave")[0] == 403
     assert http(s1, "GET", "/v1/agent/self")[0] == 403
     assert http(s1, "GET", "/v1/agent/self", token=MGMT)[0] == 200
+    # Snapshots need a management token; config entries their service's write.
+    assert http(s1, "GET", "/v1/snapshot", token=reader["SecretID"])[0] == 403
+    entry = {"Kind": "service-defaults", "Name": "web", "Protocol": "http"}
+    status, text, _ = http(s1, "PUT", "/v1/config", entry, reader["SecretID"])
+    assert status == 403 and "service:write" in text
+    assert http(s1, "PUT", "/v1/config", entry, MGMT)[0] == 200
+    assert http(s1, "GET", "/v1/config/service-defaults/web", token=reader["SecretID"])[0] == 200
 
 
 def test_cli_acl_commands_with_consul_http_token(cluster: Cluster, tmp_path: Path) -> None:
