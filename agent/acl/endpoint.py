@@ -21,11 +21,11 @@ from google.protobuf import json_format, struct_pb2
 from agent.acl.authmethod import bindings, validate_auth_method, validate_binding_rule, verify_jwt
 from agent.acl.authorizer import Authorizer
 from agent.acl.identity import templated_rules
-from agent.acl.resolver import Resolver, StateTokens
+from agent.acl.resolver import Resolver, StateTokens, token_expired
 from agent.acl.rules import Access, parse_rules
 from agent.convert import query_meta, query_opts
 from agent.durations import parse_duration
-from agent.errors import ACLDisabled, InvalidArgument, NotFound, PermissionDenied
+from agent.errors import ACLDisabled, ACLNotFound, InvalidArgument, NotFound, PermissionDenied
 from agent.state.acl import GLOBAL_MANAGEMENT_ID, ACLState, is_uuid, new_id
 from agent.state.blocking import QueryOpts
 from generated.consul.acl.v1 import acl_pb2 as apb
@@ -91,10 +91,12 @@ class ACLEndpoint:
         datacenter: str,
         known_leader: Callable[[], bool] = lambda: True,
         reset_index: Callable[[], int | None] = lambda: None,
+        tokens: StateTokens | None = None,
     ) -> None:
         self.state = state
         self.resolver = resolver
-        self.tokens = StateTokens(state, datacenter)
+        #: Where identities come from (with the primary datacenter for global tokens).
+        self.tokens = tokens or StateTokens(state, datacenter)
         self.datacenter = datacenter
         self.known_leader = known_leader
         self.reset_index = reset_index
@@ -555,7 +557,15 @@ class ACLEndpoint:
     async def ResolveToken(self, req: apb.ResolveTokenRequest) -> apb.ResolveTokenResponse:
         self._enabled()
         secret = self.resolver.secret_of(req.options.token)
-        ident = await self.tokens(secret)
+        asking = req.requesting_datacenter
+        if asking and asking != self.datacenter:
+            # Another datacenter asks for a global token: local ones stay home.
+            token = await self.state.token_by_secret(secret)
+            if token is None or token.get("Local") or token_expired(token, time.time()):
+                raise ACLNotFound()
+            ident = await self.tokens.identity_of(token, asking)
+        else:
+            ident = await self.tokens(secret)
         resp = apb.ResolveTokenResponse(
             accessor_id=ident.accessor,
             management=ident.management,

@@ -60,6 +60,8 @@ class Identity:
     rules: tuple[str, ...]
     #: Wall-clock expiry (epoch seconds) of the token; None for never.
     expires: float | None = None
+    #: Resolved by the primary datacenter (a global token): cached for token_ttl.
+    remote: bool = False
 
 
 @lru_cache(maxsize=512)
@@ -86,12 +88,23 @@ def token_expired(token: dict[str, Any], now: float) -> bool:
 class StateTokens:
     """Identities read from a server's ACL state."""
 
-    def __init__(self, state: ACLState, datacenter: str) -> None:
+    def __init__(
+        self,
+        state: ACLState,
+        datacenter: str,
+        *,
+        primary: str = "",
+        remote: Fetch | None = None,
+    ) -> None:
         self.state = state
         self.datacenter = datacenter
+        #: Tokens unknown here are asked of the primary datacenter (global tokens).
+        self.primary = primary if primary and primary != datacenter else ""
+        self.remote = remote
+        self._dc = datacenter
 
     def _here(self, datacenters: Any) -> bool:
-        return not datacenters or self.datacenter in datacenters
+        return not datacenters or self._dc in datacenters
 
     async def _policy_rules(self, links: list[dict[str, Any]], out: list[str]) -> bool:
         management = False
@@ -108,7 +121,9 @@ class StateTokens:
             out.append(str(policy.get("Rules", "")))
         return management
 
-    async def identity_of(self, token: dict[str, Any]) -> Identity:
+    async def identity_of(self, token: dict[str, Any], datacenter: str = "") -> Identity:
+        """What ``token`` may do in ``datacenter`` (default: this one)."""
+        self._dc = datacenter or self.datacenter
         rules: list[str] = []
         management = await self._policy_rules(list(token.get("Policies") or []), rules)
         holders = [token]
@@ -126,7 +141,7 @@ class StateTokens:
                 if self._here(si.get("Datacenters")):
                     rules.append(service_identity_rules(str(si.get("ServiceName", ""))))
             for ni in holder.get("NodeIdentities") or []:
-                if ni.get("Datacenter", self.datacenter) == self.datacenter:
+                if ni.get("Datacenter", self._dc) == self._dc:
                     rules.append(node_identity_rules(str(ni.get("NodeName", ""))))
             for tp in holder.get("TemplatedPolicies") or []:
                 if self._here(tp.get("Datacenters")):
@@ -137,6 +152,9 @@ class StateTokens:
 
     async def __call__(self, secret: str) -> Identity:
         token = await self.state.token_by_secret(secret)
+        if token is None and self.primary and self.remote is not None:
+            ident = await self.remote(secret)
+            return Identity(ident.accessor, ident.management, ident.rules, ident.expires, True)
         if token is None or token_expired(token, time.time()):
             raise ACLNotFound()
         return await self.identity_of(token)
@@ -147,14 +165,22 @@ class Invoker(Protocol):
 
 
 class InvokerTokens:
-    """Identities asked of a server (a client agent's resolver)."""
+    """Identities asked of a server: a client agent's resolver, or a server
+    asking the primary datacenter (``datacenter``) about a global token."""
 
-    def __init__(self, invoker: Invoker, spec: MethodSpec) -> None:
+    def __init__(
+        self, invoker: Invoker, spec: MethodSpec, *, datacenter: str = "", requesting: str = ""
+    ) -> None:
         self.invoker = invoker
         self.spec = spec
+        self.datacenter = datacenter
+        self.requesting = requesting
 
     async def __call__(self, secret: str) -> Identity:
-        req = apb.ResolveTokenRequest(options=qpb.QueryOptions(token=secret))
+        req = apb.ResolveTokenRequest(
+            options=qpb.QueryOptions(token=secret, datacenter=self.datacenter),
+            requesting_datacenter=self.requesting,
+        )
         resp: apb.ResolveTokenResponse = await self.invoker.rpc(self.spec, req)
         expires = (
             resp.expiration_time.ToNanoseconds() / 1e9 if resp.HasField("expiration_time") else None
@@ -187,6 +213,8 @@ class Resolver:
         # secret -> (authorizer, version or cache expiry, token expiry (wall clock))
         self._cache: OrderedDict[str, tuple[Authorizer, float, float | None]] = OrderedDict()
         self.wall: Callable[[], float] = time.time
+        # Global tokens resolved by the primary: refetched after token_ttl.
+        self._remote_until: dict[str, float] = {}
 
     @property
     def enabled(self) -> bool:
@@ -218,6 +246,7 @@ class Resolver:
 
     def invalidate(self) -> None:
         self._cache.clear()
+        self._remote_until.clear()
 
     async def resolve(self, token: str) -> Authorizer:
         """The authorizer of ``token``; ``ACLNotFound`` for an unknown secret."""
@@ -240,10 +269,19 @@ class Resolver:
             if hit[2] is not None and hit[2] <= self.wall():
                 self._cache.pop(secret, None)
                 raise ACLNotFound()
-            return hit[0]
-        ident = await self.fetch(secret)
+            fresh_until = self._remote_until.get(secret)
+            if fresh_until is None or fresh_until > self.clock():
+                return hit[0]
+        try:
+            ident = await self.fetch(secret)
+        except Unavailable as exc:  # the primary datacenter, for a global token
+            return self._down(secret, hit, exc)
         authz = self.compile(ident)
         self._remember(secret, authz, current, ident.expires)
+        if ident.remote:
+            self._remote_until[secret] = self.clock() + self.config.token_ttl
+        else:
+            self._remote_until.pop(secret, None)
         return authz
 
     async def _resolve_ttl(self, secret: str) -> Authorizer:
@@ -283,4 +321,5 @@ class Resolver:
         self._cache[secret] = (authz, stamp, expires)
         self._cache.move_to_end(secret)
         while len(self._cache) > CACHE_SIZE:
-            self._cache.popitem(last=False)
+            old, _ = self._cache.popitem(last=False)
+            self._remote_until.pop(old, None)

@@ -223,10 +223,23 @@ def server_acl(
     sessions: SessionState,
     local_state: Callable[[], _HasServices],
     known_leader: Callable[[], bool],
+    invoker: Invoker | None = None,
 ) -> ServerACL:
+    """A server's ACL parts. With ``primary_datacenter`` set to another
+    datacenter, tokens unknown here are asked of the primary through
+    ``invoker`` (the server's dispatcher, which forwards over the WAN): Consul's
+    global tokens, without replication."""
+    dc = config.datacenter
+    primary = config.primary_datacenter
+    remote = (
+        InvokerTokens(invoker, method_spec(RESOLVE_PATH), datacenter=primary, requesting=dc)
+        if invoker is not None and primary and primary != dc
+        else None
+    )
+    tokens = StateTokens(state, dc, primary=primary, remote=remote)
     resolver = Resolver(
         config.acl,
-        StateTokens(state, config.datacenter),
+        tokens,
         version=state.index,
         tokens=AgentTokens(config.acl, config.data_dir),
         node_name=config.node_name,
@@ -245,6 +258,7 @@ def server_acl(
             datacenter=config.datacenter,
             known_leader=known_leader,
             reset_index=lambda: read_reset_index(config.data_dir),
+            tokens=tokens,
         ),
     )
 

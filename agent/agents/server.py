@@ -150,6 +150,7 @@ class ServerAgent(AgentBase):
             self.sessions,
             lambda: self.local.state,
             lambda: bool(self.leader and self.leader.known_leader),
+            self.dispatch,
         )
 
     def node(self) -> pb.Node:

@@ -55,9 +55,9 @@ def http(
     return status, parsed, hdrs
 
 
-def config_file(tmp_path: Path, name: str, acl: dict[str, Any]) -> str:
+def config_file(tmp_path: Path, name: str, acl: dict[str, Any], **extra: Any) -> str:
     path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps({"acl": acl}))
+    path.write_text(json.dumps({"acl": acl, **extra}))
     return str(path)
 
 
@@ -75,8 +75,10 @@ def make_token(agent: AgentProcess, name: str, rules: str, **extra: Any) -> dict
     return dict(token)
 
 
-def acl_server(cluster: Cluster, tmp_path: Path, name: str = "s1", *args: str) -> AgentProcess:
-    cfg = config_file(tmp_path, name, ACL_DENY)
+def acl_server(
+    cluster: Cluster, tmp_path: Path, name: str = "s1", *args: str, **extra: Any
+) -> AgentProcess:
+    cfg = config_file(tmp_path, name, ACL_DENY, **extra)
     server = cluster.server(name, "--config-file", cfg, "--data-dir", str(tmp_path / name), *args)
     wait_until(
         lambda: http(server, "GET", "/v1/acl/token/self", token=MGMT)[0] == 200,
@@ -361,8 +363,17 @@ def test_etcd_servers_share_acls_and_a_delete_takes_effect_everywhere(
 
 
 def test_a_token_of_another_datacenter_is_not_known_here(cluster: Cluster, tmp_path: Path) -> None:
-    a1 = acl_server(cluster, tmp_path, "a1", "--datacenter", "dca")
-    b1 = acl_server(cluster, tmp_path, "b1", "--datacenter", "dcb", "--retry-join-wan", a1.rpc_addr)
+    a1 = acl_server(cluster, tmp_path, "a1", "--datacenter", "dca", primary_datacenter="dca")
+    b1 = acl_server(
+        cluster,
+        tmp_path,
+        "b1",
+        "--datacenter",
+        "dcb",
+        "--retry-join-wan",
+        a1.rpc_addr,
+        primary_datacenter="dca",
+    )
     wait_until(
         lambda: "dcb" in (http(a1, "GET", "/v1/catalog/datacenters")[1] or []),
         timeout=30,
@@ -376,6 +387,28 @@ def test_a_token_of_another_datacenter_is_not_known_here(cluster: Cluster, tmp_p
     assert http(a1, "GET", "/v1/kv/x", token=MGMT)[0] == 404
     # Forwarded to dcb with ?dc=: resolved where it lives.
     assert http(a1, "GET", "/v1/kv/x?raw&dc=dcb", token=tok["SecretID"])[1] == 1
+
+    # Tokens of the primary datacenter (dca) are global: dcb asks dca for them...
+    rules = 'key_prefix "" { policy = "write" }'
+    global_tok = make_token(a1, "global-kv", rules)
+    assert http(b1, "PUT", "/v1/kv/g", "1", global_tok["SecretID"])[0] == 200
+    # ...unless they are Local, or their policy is for other datacenters only.
+    local_tok = make_token(a1, "local-kv", rules, Local=True)
+    status, text, _ = http(b1, "PUT", "/v1/kv/g", "2", local_tok["SecretID"])
+    assert (status, text) == (403, "ACL not found")
+    status, policy, _ = http(
+        a1,
+        "PUT",
+        "/v1/acl/policy",
+        {"Name": "dca-only", "Rules": rules, "Datacenters": ["dca"]},
+        MGMT,
+    )
+    assert status == 200, policy
+    _, scoped, _ = http(a1, "PUT", "/v1/acl/token", {"Policies": [{"ID": policy["ID"]}]}, MGMT)
+    assert http(a1, "PUT", "/v1/kv/s", "1", scoped["SecretID"])[0] == 200
+    status, text, _ = http(b1, "PUT", "/v1/kv/s", "1", scoped["SecretID"])
+    assert status == 403 and "lacks permission 'key:write'" in text
+    assert http(b1, "GET", "/v1/kv/g?raw", token=MGMT)[1] == 1
 
 
 def test_agent_tokens_set_at_run_time_and_agent_routes(cluster: Cluster, tmp_path: Path) -> None:

@@ -760,6 +760,11 @@ class ResolveTokenRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     OPTIONS_FIELD_NUMBER: _builtins.int
+    REQUESTING_DATACENTER_FIELD_NUMBER: _builtins.int
+    requesting_datacenter: _builtins.str
+    """The datacenter the token is used in, when it asks the primary datacenter
+    for a global token (empty: this datacenter). Local tokens are refused there.
+    """
     @_builtins.property
     def options(self) -> _query_pb2.QueryOptions:
         """Query options; their token is the one resolved."""
@@ -768,10 +773,11 @@ class ResolveTokenRequest(_message.Message):
         self,
         *,
         options: _query_pb2.QueryOptions | None = ...,
+        requesting_datacenter: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["options", b"options", "requesting_datacenter", b"requesting_datacenter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
