@@ -103,3 +103,25 @@ async def test_disabled_allows_all_without_asking() -> None:
     r = Resolver(ACLConfig(), tokens)
     assert (await r.resolve("whatever")).acl_write()
     assert tokens.calls == []
+
+
+async def test_global_tokens_from_the_primary_are_refetched_after_ttl() -> None:
+    calls: list[str] = []
+    down = [False]
+
+    async def remote(secret: str) -> Identity:
+        calls.append(secret)
+        if down[0]:
+            raise NoServers()
+        return Identity("acc-g", False, ('service_prefix "" { policy = "read" }',), None, True)
+
+    now = [0.0]
+    cfg = ACLConfig(enabled=True, default_policy="deny", token_ttl=30)
+    r = Resolver(cfg, remote, version=lambda: _const(7), clock=lambda: now[0])
+    assert (await r.resolve("g")).service_read("web")
+    await r.resolve("g")
+    assert calls == ["g"]  # the local ACL index did not move, the TTL holds
+    now[0] = 31.0
+    down[0] = True  # primary unreachable: extend-cache keeps the old answer
+    assert (await r.resolve("g")).service_read("web")
+    assert calls == ["g", "g"]
