@@ -435,7 +435,7 @@ def _config_target(kind: str, name: str) -> tuple[str, str | None]:
 def _entry_kind_name(raw: bytes) -> tuple[str, str]:
     try:
         doc = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return "", ""
     if not isinstance(doc, dict):
         return "", ""
