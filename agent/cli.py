@@ -6,6 +6,7 @@ consul-grpc agent --retry-join 127.0.0.1:8300
 consul-grpc members [--wan]
 consul-grpc catalog services|nodes|datacenters
 consul-grpc kv get|put|delete KEY [VALUE]
+consul-grpc acl bootstrap | token|policy|role create|list|read|delete ...
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from agent import commands as http_commands
+from agent.acl.cli import add_acl_parser, cmd_acl
 from agent.config import AgentConfig, setup_logging, with_node_id
 from agent.configfile.flags import add_config_flags, apply_sources
 from agent.configfile.runtime import ConfigRuntime
@@ -380,7 +383,7 @@ async def cmd_watch(args: argparse.Namespace) -> int:
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grpc-addr", "-grpc-addr", default=DEFAULT_GRPC, help="agent gRPC address")
     p.add_argument("--datacenter", "-datacenter", default="")
-    p.add_argument("--token", "-token", default="")
+    p.add_argument("--token", "-token", default=os.environ.get("CONSUL_HTTP_TOKEN", ""))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -403,6 +406,7 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--flags", "-flags", type=int, default=0)
     _client_args(k)
     add_demo_parser(sub)
+    add_acl_parser(sub)
     sv = sub.add_parser("services", help="register or deregister a local service")
     sv.add_argument("op", choices=["register", "deregister"])
     sv.add_argument("--name", "-name")
@@ -439,6 +443,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "services": cmd_services,
     "watch": cmd_watch,
     "tls": cmd_tls,
+    "acl": cmd_acl,
 }
 
 

@@ -20,7 +20,15 @@ from agent.durations import parse_duration
 from agent.errors import InvalidArgument
 from agent.tls.config import TLSConfig, ports_addresses
 
-__all__ = ["VERSION", "AgentConfig", "load_config_file", "setup_logging", "with_node_id"]
+__all__ = [
+    "VERSION",
+    "ACLConfig",
+    "AgentConfig",
+    "acl_config",
+    "load_config_file",
+    "setup_logging",
+    "with_node_id",
+]
 
 #: Our version, in Consul's form, as /v1/agent/self reports it.
 VERSION = "1.22.0"
@@ -33,6 +41,66 @@ _DURATIONS = {
     "rebalance_interval",
     "max_query_time",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ACLConfig:
+    """Consul's ``acl { ... }`` block (keys as Consul's; see ``acl_config``)."""
+
+    enabled: bool = False
+    default_policy: str = "allow"
+    down_policy: str = "extend-cache"
+    enable_token_persistence: bool = False
+    enable_key_list_policy: bool = False
+    token_ttl: float = 30.0
+    initial_management: str = ""
+    default_token: str = ""
+    agent_token: str = ""
+    agent_recovery: str = ""
+
+
+#: Every ``acl`` key read from a config file: Consul's key -> ACLConfig field
+#: (``tokens`` is a nested block). One table, for the JSON and HCL loaders.
+ACL_KEYS = {
+    "enabled": "enabled",
+    "default_policy": "default_policy",
+    "down_policy": "down_policy",
+    "enable_token_persistence": "enable_token_persistence",
+    "enable_key_list_policy": "enable_key_list_policy",
+    "token_ttl": "token_ttl",
+    "tokens.initial_management": "initial_management",
+    "tokens.master": "initial_management",
+    "tokens.default": "default_token",
+    "tokens.agent": "agent_token",
+    "tokens.agent_recovery": "agent_recovery",
+    "tokens.agent_master": "agent_recovery",
+}
+
+
+def acl_config(block: Any, base: ACLConfig | None = None) -> ACLConfig:
+    """``base`` (default: ACLs off) with Consul's ``acl`` config block applied."""
+    if isinstance(block, ACLConfig):
+        return block
+    if not isinstance(block, dict):
+        raise InvalidArgument("acl must be an object")
+    flat: dict[str, Any] = {}
+    for key, value in block.items():
+        if key == "tokens" and isinstance(value, dict):
+            flat.update({f"tokens.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    clean: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key not in ACL_KEYS:
+            raise InvalidArgument(f"Unknown configuration key 'acl.{key}'")
+        name = ACL_KEYS[key]
+        clean[name] = parse_duration(value) if name == "token_ttl" else value
+    out = replace(base or ACLConfig(), **clean)
+    if out.default_policy not in ("allow", "deny"):
+        raise InvalidArgument(f"acl.default_policy must be allow or deny: {out.default_policy!r}")
+    if out.down_policy not in ("allow", "deny", "extend-cache", "async-cache"):
+        raise InvalidArgument(f"Invalid acl.down_policy {out.down_policy!r}")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +144,8 @@ class AgentConfig:
     #: The ``-config-file``/``-config-dir`` sources, ``("file"|"dir", path)`` in
     #: command-line order, kept so ``reload`` can read them again.
     config_sources: tuple[tuple[str, str], ...] = ()
+    acl: ACLConfig = field(default_factory=ACLConfig)
+    primary_datacenter: str = ""
 
     def validated(self) -> AgentConfig:
         if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
@@ -122,6 +192,8 @@ class AgentConfig:
                 raise InvalidArgument(f"Unknown configuration key {key!r}")
             if value is None:
                 continue
+            if name == "acl":
+                value = acl_config(value, self.acl)
             if key == "ui_config":
                 name, value = "ui", _ui_enabled(value)
             if key == "ports":

@@ -6,6 +6,8 @@
     ├── InvalidArgument              400  INVALID_ARGUMENT  bad input
     ├── NotFound                     404  NOT_FOUND
     ├── PermissionDenied             403  PERMISSION_DENIED "Permission denied"
+    │   └── ACLNotFound                   "ACL not found" (an unknown token secret)
+    ├── ACLDisabled                  401  UNAUTHENTICATED   "ACL support disabled"
     ├── CASConflict                  200* ABORTED           a check-and-set lost
     ├── RateLimited                  429  RESOURCE_EXHAUSTED "RPC rate limit exceeded"
     ├── Unavailable                  500  UNAVAILABLE       retryable on a read
@@ -29,6 +31,8 @@ from typing import ClassVar, NoReturn
 import grpc
 
 __all__ = [
+    "ACLDisabled",
+    "ACLNotFound",
     "CASConflict",
     "ConsulError",
     "InvalidArgument",
@@ -80,6 +84,20 @@ class PermissionDenied(ConsulError):
     grpc_code = grpc.StatusCode.PERMISSION_DENIED
     http_status = 403
     default_message = "Permission denied"
+
+
+class ACLNotFound(PermissionDenied):
+    """The token secret names no token (Consul answers 403 "ACL not found")."""
+
+    default_message = "ACL not found"
+
+
+class ACLDisabled(ConsulError):
+    """An ACL endpoint was called on an agent with ACLs disabled."""
+
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+    default_message = "ACL support disabled"
 
 
 class CASConflict(ConsulError):
@@ -142,7 +160,15 @@ class StoreError(ConsulError):
 
 _BY_TEXT: dict[str, type[ConsulError]] = {
     cls.default_message: cls
-    for cls in (NoServers, NoLeader, RemoteDCUnreachable, NoPathToDatacenter, RateLimited)
+    for cls in (
+        NoServers,
+        NoLeader,
+        RemoteDCUnreachable,
+        NoPathToDatacenter,
+        RateLimited,
+        ACLNotFound,
+        ACLDisabled,
+    )
 }
 _BY_CODE: dict[grpc.StatusCode, type[ConsulError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,

@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import grpc
+from aiohttp import web
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
@@ -193,8 +194,10 @@ class AgentBase(ABC):
         *,
         invoker: Invoker,
         agent_endpoint: LocalEndpoint,
+        extend: Callable[[web.Application], None] | None = None,
     ) -> None:
-        """Serve Consul's HTTP API on ``config.http_addr`` and ``https_addr`` (if set)."""
+        """Serve Consul's HTTP API on ``config.http_addr`` and ``https_addr`` (if set);
+        ``extend`` adds routes and middlewares to each app before it starts."""
         cfg = self.config
         if not cfg.http_addr and not cfg.https_addr:
             return
@@ -212,6 +215,8 @@ class AgentBase(ABC):
             https=(cfg.https_addr, https_context) if https_context is not None else None,
             operator=self.operator,
         )
+        if extend is not None:
+            extend(http.app)
         await http.start()
         self.on_stop(stack, "http", http.aclose)
         self.http_address = http.address

@@ -17,6 +17,8 @@ import logging
 import time
 from collections.abc import Iterator
 
+from agent.acl.enforce import guard
+from agent.acl.wiring import client_acl
 from agent.agents.base import AgentBase
 from agent.client.client import Client
 from agent.config import VERSION, AgentConfig
@@ -77,10 +79,11 @@ class ClientAgent(AgentBase):
             heartbeat_interval=max(0.25, config.suspect_timeout / 4),
             on_servers_changed=self._servers_changed,
         )
+        self.acl = client_acl(config, self.client, lambda: self.local.state)
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
-            invoker=self.client,
+            invoker=self.acl.anti_entropy,
             node=self.node,
             members=self.members,
             describe=self.describe,
@@ -206,9 +209,10 @@ class ClientAgent(AgentBase):
         self.grpc_address = self.bind(grpc_server, cfg.grpc_addr)
         self.bind_grpc_tls(grpc_server)
         self.serve_services(
-            grpc_server, [(s, _NoEndpoint()) for s in FORWARDED_SERVICES], self.client.rpc
+            grpc_server, [(s, _NoEndpoint()) for s in FORWARDED_SERVICES], self.acl.forward.rpc
         )
-        self.serve_services(grpc_server, [(AGENT_SERVICE, self.local.endpoint)])
+        agent_endpoint = guard(AGENT_SERVICE, self.local.endpoint, self.acl.agent_gate)
+        self.serve_services(grpc_server, [(AGENT_SERVICE, agent_endpoint)])
         await self.serve_health_and_reflection(grpc_server, [*FORWARDED_SERVICES, AGENT_SERVICE])
         await self.membership.start()
         self.on_stop(
@@ -220,7 +224,12 @@ class ClientAgent(AgentBase):
         await self.local.start()
         self.on_stop(stack, "local", self.local.aclose)
         await grpc_server.start()
-        await self.start_http(stack, invoker=self.client, agent_endpoint=self.local.endpoint)
+        await self.start_http(
+            stack,
+            invoker=self.acl.forward,
+            agent_endpoint=agent_endpoint,  # type: ignore[arg-type]
+            extend=self.acl.add_http,
+        )
         logger.info(
             "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s"
             " https=%s grpc_tls=%s",

@@ -18,6 +18,8 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+from agent.acl.enforce import guard
+from agent.acl.wiring import TokenInvoker, server_acl
 from agent.agents.base import AgentBase
 from agent.config import VERSION, AgentConfig
 from agent.durations import seconds_duration
@@ -45,6 +47,7 @@ from agent.server.leader import LeaderElection
 from agent.server.reconcile import reconcile_forever
 from agent.server.snapshots import SnapshotEndpoint
 from agent.server.wan import WanForwarder, WanLinks
+from agent.state.acl import ACLState
 from agent.state.catalog import Catalog
 from agent.state.config_entries import ConfigEntries
 from agent.state.events import EventState
@@ -132,7 +135,7 @@ class ServerAgent(AgentBase):
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
-            invoker=self.dispatch,
+            invoker=TokenInvoker(self.dispatch, lambda: self.acl.resolver.tokens.agent),
             node=self.node,
             members=self.members,
             describe=self.describe,
@@ -141,6 +144,16 @@ class ServerAgent(AgentBase):
             enable_script_checks=config.enable_script_checks,
         )
         self.operator.join = self._join
+
+        self.acl = server_acl(
+            config,
+            ACLState(self.store, self.replica),
+            self.catalog,
+            self.sessions,
+            lambda: self.local.state,
+            lambda: bool(self.leader and self.leader.known_leader),
+            self.dispatch,
+        )
 
     def node(self) -> pb.Node:
         return pb.Node(
@@ -300,13 +313,18 @@ class ServerAgent(AgentBase):
             TxnEndpoint(ctx),
             SnapshotEndpoint(self.store, cfg.datacenter),
             ConfigEndpoint(self.config_entries, ctx.meta),
+            self.acl.endpoint,
         ]
+        endpoints = [
+            guard(s, e, self.acl.gate) for s, e in zip(SERVER_SERVICES, endpoints, strict=True)
+        ]
+        agent_endpoint = guard(AGENT_SERVICE, self.local.endpoint, self.acl.agent_gate)
         for service, endpoint in zip(SERVER_SERVICES, endpoints, strict=True):
             self.dispatch.register(service, endpoint)
         self.serve_services(
             grpc_server, list(zip(SERVER_SERVICES, endpoints, strict=True)), self.dispatch.rpc
         )
-        self.serve_services(grpc_server, [(AGENT_SERVICE, self.local.endpoint)])
+        self.serve_services(grpc_server, [(AGENT_SERVICE, agent_endpoint)])
         await self.serve_health_and_reflection(grpc_server, [*SERVER_SERVICES, AGENT_SERVICE])
         await self.hub.start()
         self.on_stop(stack, "lan-hub", self.hub.aclose)
@@ -328,12 +346,18 @@ class ServerAgent(AgentBase):
         )
         await leader.start()
         self.on_stop(stack, "leader", leader.aclose)
+        await self.acl.start(lambda: leader.is_leader)
         await grpc_server.start()
         await self.links.start()
         self.on_stop(stack, "wan-links", self.links.aclose)
         await self.local.start()
         self.on_stop(stack, "local", self.local.aclose)
-        await self.start_http(stack, invoker=self.dispatch, agent_endpoint=self.local.endpoint)
+        await self.start_http(
+            stack,
+            invoker=self.dispatch,
+            agent_endpoint=agent_endpoint,  # type: ignore[arg-type]
+            extend=self.acl.add_http,
+        )
         self._loops.spawn(self._stay_alive(), "server-heartbeat")
         self.on_stop(stack, "heartbeat", self._loops.aclose)
         logger.info(

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from agent.http.acl_routes import add_acl_routes, token_middleware
 from agent.http.agent_routes import add_agent_routes
 from agent.http.base import CONTEXT, Context, error_middleware
 from agent.http.catalog_routes import add_catalog_routes, add_health_routes
@@ -58,7 +59,12 @@ def build_app(
 ) -> web.Application:
     """Consul's ``/v1`` API: agent, catalog, health, kv, status, session, event and txn."""
     app = web.Application(
-        middlewares=[write_shield_middleware, error_middleware, blocking_query_middleware],
+        middlewares=[
+            write_shield_middleware,
+            error_middleware,
+            blocking_query_middleware,
+            token_middleware,
+        ],
         client_max_size=MAX_BODY_SIZE,
     )
     app[LIMITS] = limits or HTTPLimits()
@@ -80,5 +86,6 @@ def build_app(
     add_txn_routes(app.router)
     add_snapshot_routes(app.router)
     add_config_routes(app.router)
+    add_acl_routes(app.router)
     add_ui_routes(app.router, serve_ui=ui)
     return app

@@ -72,11 +72,14 @@ def context(request: web.Request) -> Context:
 def meta_headers(meta: qpb.QueryMeta) -> dict[str, str]:
     """Consul's read headers: the index (never 0), whether a leader is known, last contact in ms."""
     last_contact_ms = meta.last_contact.seconds * 1000 + meta.last_contact.nanos // 1_000_000
-    return {
+    headers = {
         "X-Consul-Index": str(max(1, meta.index)),
         "X-Consul-KnownLeader": "true" if meta.known_leader else "false",
         "X-Consul-LastContact": str(last_contact_ms),
     }
+    if meta.results_filtered_by_acls:
+        headers["X-Consul-Results-Filtered-By-ACLs"] = "true"
+    return headers
 
 
 def json_response(

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 
 from agent.errors import ConsulError, NoPathToDatacenter, abort
 from agent.rpc.methods import MethodSpec, methods_of, request_datacenter
+from agent.rpc.token import TOKEN_METADATA, request_token
 
 __all__ = ["Dispatcher", "Forwarder", "RpcStats", "service_handler"]
 
@@ -82,12 +83,20 @@ class Dispatcher:
         return await getattr(self._endpoints[service], name)(request)
 
 
+def _take_token(context: Context) -> None:
+    for key, value in context.invocation_metadata() or ():
+        if key == TOKEN_METADATA and isinstance(value, str):
+            request_token.set(value)
+            return
+
+
 def _unary(
     spec: MethodSpec,
     call: Callable[[MethodSpec, Message], Awaitable[Message]],
     stats: RpcStats,
 ) -> Callable[[Message, Context], Awaitable[Message]]:
     async def handle(request: Message, context: Context) -> Message:
+        _take_token(context)
         try:
             response = await call(spec, request)
             stats.record(spec.path, grpc.StatusCode.OK)
@@ -110,6 +119,7 @@ def _stream(
     spec: MethodSpec, fn: Callable[[Any], AsyncIterator[Message]]
 ) -> Callable[[Message, Context], AsyncIterator[Message]]:
     async def handle(request: Message, context: Context) -> AsyncIterator[Message]:
+        _take_token(context)
         try:
             async for item in fn(request):
                 yield item

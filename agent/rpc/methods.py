@@ -14,6 +14,7 @@ from google.protobuf import descriptor_pb2, message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
+from generated.consul.acl.v1 import acl_pb2
 from generated.consul.catalog.v1 import catalog_pb2
 from generated.consul.config.v1 import config_pb2
 from generated.consul.event.v1 import event_pb2
@@ -48,6 +49,7 @@ _FORWARDED_MODULES: tuple[ModuleType, ...] = (
     txn_pb2,
     snapshot_pb2,
     config_pb2,
+    acl_pb2,
 )
 
 

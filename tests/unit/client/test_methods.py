@@ -52,6 +52,7 @@ def test_table_covers_every_service() -> None:
         "consul.txn.v1.TxnService",
         "consul.snapshot.v1.SnapshotService",
         "consul.config.v1.ConfigService",
+        "consul.acl.v1.ACLService",
     }
     status = methods_of(status_pb2.DESCRIPTOR.services_by_name["StatusService"])
     assert [m.name for m in status] == ["Ping", "Leader", "Peers"]

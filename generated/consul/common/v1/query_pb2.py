@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63onsul/common/v1/query.proto\x12\x10\x63onsul.common.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb5\x01\n\x0cQueryOptions\x12\x12\n\ndatacenter\x18\x01 \x01(\t\x12\x11\n\tmin_index\x18\x02 \x01(\x04\x12+\n\x08max_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0b\x63onsistency\x18\x04 \x01(\x0e\x32\x1d.consul.common.v1.Consistency\x12\r\n\x05token\x18\x05 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x06 \x01(\t\"a\n\tQueryMeta\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x14\n\x0cknown_leader\x18\x02 \x01(\x08\x12/\n\x0clast_contact\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"1\n\x0cWriteOptions\x12\x12\n\ndatacenter\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x1a\n\tWriteMeta\x12\r\n\x05index\x18\x01 \x01(\x04*]\n\x0b\x43onsistency\x12\x1b\n\x17\x43ONSISTENCY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43ONSISTENCY_STALE\x10\x01\x12\x1a\n\x16\x43ONSISTENCY_CONSISTENT\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63onsul/common/v1/query.proto\x12\x10\x63onsul.common.v1\x1a\x1egoogle/protobuf/duration.proto\"\xb5\x01\n\x0cQueryOptions\x12\x12\n\ndatacenter\x18\x01 \x01(\t\x12\x11\n\tmin_index\x18\x02 \x01(\x04\x12+\n\x08max_wait\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0b\x63onsistency\x18\x04 \x01(\x0e\x32\x1d.consul.common.v1.Consistency\x12\r\n\x05token\x18\x05 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x06 \x01(\t\"\x83\x01\n\tQueryMeta\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x14\n\x0cknown_leader\x18\x02 \x01(\x08\x12/\n\x0clast_contact\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12 \n\x18results_filtered_by_acls\x18\x04 \x01(\x08\"1\n\x0cWriteOptions\x12\x12\n\ndatacenter\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x1a\n\tWriteMeta\x12\r\n\x05index\x18\x01 \x01(\x04*]\n\x0b\x43onsistency\x12\x1b\n\x17\x43ONSISTENCY_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43ONSISTENCY_STALE\x10\x01\x12\x1a\n\x16\x43ONSISTENCY_CONSISTENT\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'consul.common.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSISTENCY']._serialized_start=444
-  _globals['_CONSISTENCY']._serialized_end=537
+  _globals['_CONSISTENCY']._serialized_start=479
+  _globals['_CONSISTENCY']._serialized_end=572
   _globals['_QUERYOPTIONS']._serialized_start=83
   _globals['_QUERYOPTIONS']._serialized_end=264
-  _globals['_QUERYMETA']._serialized_start=266
-  _globals['_QUERYMETA']._serialized_end=363
-  _globals['_WRITEOPTIONS']._serialized_start=365
-  _globals['_WRITEOPTIONS']._serialized_end=414
-  _globals['_WRITEMETA']._serialized_start=416
-  _globals['_WRITEMETA']._serialized_end=442
+  _globals['_QUERYMETA']._serialized_start=267
+  _globals['_QUERYMETA']._serialized_end=398
+  _globals['_WRITEOPTIONS']._serialized_start=400
+  _globals['_WRITEOPTIONS']._serialized_end=449
+  _globals['_WRITEMETA']._serialized_start=451
+  _globals['_WRITEMETA']._serialized_end=477
 # @@protoc_insertion_point(module_scope)

@@ -95,10 +95,15 @@ class QueryMeta(_message.Message):
     INDEX_FIELD_NUMBER: _builtins.int
     KNOWN_LEADER_FIELD_NUMBER: _builtins.int
     LAST_CONTACT_FIELD_NUMBER: _builtins.int
+    RESULTS_FILTERED_BY_ACLS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Index of the result, for the next blocking query; never 0."""
     known_leader: _builtins.bool
     """Whether the answering server knew a leader."""
+    results_filtered_by_acls: _builtins.bool
+    """True when ACLs removed entries from the result (Consul's
+    X-Consul-Results-Filtered-By-ACLs header).
+    """
     @_builtins.property
     def last_contact(self) -> _duration_pb2.Duration:
         """Time since the answering server last heard from the leader."""
@@ -109,10 +114,11 @@ class QueryMeta(_message.Message):
         index: _builtins.int = ...,
         known_leader: _builtins.bool = ...,
         last_contact: _duration_pb2.Duration | None = ...,
+        results_filtered_by_acls: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_contact", b"last_contact"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "known_leader", b"known_leader", "last_contact", b"last_contact"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "known_leader", b"known_leader", "last_contact", b"last_contact", "results_filtered_by_acls", b"results_filtered_by_acls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
