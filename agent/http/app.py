@@ -29,6 +29,7 @@ from agent.http.event_routes import add_event_routes
 from agent.http.kv_routes import add_kv_routes, add_status_routes
 from agent.http.params import MAX_BODY_SIZE
 from agent.http.protocols import Invoker, LocalAgent
+from agent.http.query_routes import add_query_routes
 from agent.http.session_routes import add_session_routes
 from agent.http.txn_routes import add_txn_routes
 
@@ -60,4 +61,5 @@ def build_app(
     add_session_routes(app.router)
     add_event_routes(app.router)
     add_txn_routes(app.router)
+    add_query_routes(app.router)
     return app

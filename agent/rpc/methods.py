@@ -19,6 +19,7 @@ from generated.consul.event.v1 import event_pb2
 from generated.consul.health.v1 import health_pb2
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.membership.v1 import membership_pb2
+from generated.consul.query.v1 import query_pb2
 from generated.consul.session.v1 import session_pb2
 from generated.consul.status.v1 import status_pb2
 from generated.consul.txn.v1 import txn_pb2
@@ -44,6 +45,7 @@ _FORWARDED_MODULES: tuple[ModuleType, ...] = (
     session_pb2,
     event_pb2,
     txn_pb2,
+    query_pb2,
 )
 
 

@@ -49,6 +49,7 @@ from agent.server.endpoints import (
 )
 from agent.server.handlers import Dispatcher, Forwarder, service_handler
 from agent.server.leader import LeaderElection
+from agent.server.query_endpoint import PreparedQueryEndpoint
 from agent.server.reconcile import reconcile_forever
 from agent.server.wan import WanForwarder, WanLinks
 from agent.state.catalog import Catalog
@@ -321,6 +322,7 @@ class ServerAgent:
             SessionEndpoint(ctx),
             EventEndpoint(ctx),
             TxnEndpoint(ctx),
+            PreparedQueryEndpoint(ctx, self.store, self.dispatch.rpc, reader=self.replica),
         ]
         for service, endpoint in zip(SERVICES, endpoints, strict=True):
             self.dispatch.register(service, endpoint)

@@ -26,6 +26,7 @@ __all__ = [
     "LEADER",
     "MEMBERS",
     "NODES",
+    "QUERIES",
     "SERVICES",
     "SESSIONS",
     "alive_key",
@@ -53,6 +54,8 @@ MEMBERS = "members/"
 ALIVE = "alive/"
 LEADER = "leader/"
 SESSIONS = "sessions/"
+#: Prepared queries, ``queries/<uuid>`` (agent.state.queries).
+QUERIES = "queries/"
 IDX_NODES = "idx/nodes/"
 IDX_SERVICES = "idx/services/"
 IDX_CHECKS = "idx/checks/"
