@@ -59,6 +59,12 @@ class AgentConfig:
     leader_ttl: float = 5.0
     rebalance_interval: float | None = None
     enable_script_checks: bool = False
+    # DNS (agent.dns): Consul's keys; ``ports.dns`` sets the port of dns_addr.
+    dns_addr: str = "127.0.0.1:8600"
+    domain: str = "consul"
+    alt_domain: str = ""
+    recursors: tuple[str, ...] = ()
+    dns_config: dict[str, Any] = field(default_factory=dict)
 
     def validated(self) -> AgentConfig:
         if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
@@ -88,6 +94,13 @@ class AgentConfig:
         """A copy with ``overrides`` (config-file or flag values) applied and typed."""
         known = {f.name for f in fields(self)}
         clean: dict[str, Any] = {}
+        overrides = dict(overrides)
+        ports = overrides.pop("ports", None) or {}
+        if not isinstance(ports, dict) or set(ports) - {"dns"}:
+            raise InvalidArgument("Unknown or invalid ports: only ports.dns is supported")
+        if "dns" in ports and ports["dns"] is not None:
+            host = str(overrides.get("dns_addr") or self.dns_addr).rpartition(":")[0]
+            overrides["dns_addr"] = f"{host}:{int(ports['dns'])}"
         for key, value in overrides.items():
             name = {"node": "node_name", "bind_addr": "advertise_addr"}.get(key, key)
             if name not in known:
@@ -96,7 +109,7 @@ class AgentConfig:
                 continue
             if name in _DURATIONS:
                 value = parse_duration(value)
-            elif name in ("retry_join", "retry_join_wan", "etcd_endpoints"):
+            elif name in ("retry_join", "retry_join_wan", "etcd_endpoints", "recursors"):
                 if isinstance(value, str):
                     value = [v for v in value.split(",") if v]
                 value = tuple(value)

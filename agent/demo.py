@@ -329,6 +329,7 @@ class AgentProcess(Child):
         cmd = [sys.executable, "-m", "agent.cli", "agent", "--node", self.name]
         cmd += ["--datacenter", self.datacenter, "--data-dir", str(self.data_dir)]
         cmd += ["--grpc-addr", self.grpc_addr, "--http-addr", self.http_addr]
+        cmd += ["--dns-addr", "127.0.0.1:0"]
         if self.server:
             cmd += ["--server", "--rpc-addr", self.rpc_addr]
         return cmd + list(AGENT_FLAGS) + self.args

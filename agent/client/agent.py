@@ -22,6 +22,7 @@ import grpc
 from agent.client.client import Client
 from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
+from agent.dns import DNSServer, agent_dns
 from agent.errors import InvalidArgument
 from agent.http.serve import serve_http
 from agent.http.server import HTTPServer
@@ -98,6 +99,7 @@ class ClientAgent:
         self.leave_requested = asyncio.Event()
         self.http: HTTPServer | None = None
         self.http_address = ""
+        self.dns: DNSServer | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self._had_servers = False
 
@@ -237,6 +239,9 @@ class ClientAgent:
             )
             await self.http.start()
             self.http_address = self.http.address
+        self.dns = agent_dns(self.config, self.client)
+        if self.dns is not None:
+            await self.dns.start()
         logger.info(
             "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s",
             self.config.node_name,
@@ -247,6 +252,8 @@ class ClientAgent:
         )
 
     async def aclose(self) -> None:
+        if self.dns is not None:
+            await self.dns.aclose()
         if self.http is not None:
             await self.http.aclose()
         await self.local.aclose()

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from agent.config import VERSION, AgentConfig
 from agent.convert import seconds_duration
+from agent.dns import DNSServer, agent_dns
 from agent.http.serve import serve_http
 from agent.http.server import HTTPServer
 from agent.local.core import LocalAgent
@@ -165,6 +166,7 @@ class ServerAgent:
         self.leave_requested = asyncio.Event()
         self.http: HTTPServer | None = None
         self.http_address = ""
+        self.dns: DNSServer | None = None
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
@@ -356,6 +358,9 @@ class ServerAgent:
             )
             await self.http.start()
             self.http_address = self.http.address
+        self.dns = agent_dns(cfg, self.dispatch)
+        if self.dns is not None:
+            await self.dns.start()
         self._tasks.append(asyncio.create_task(self._stay_alive(), name="server-heartbeat"))
         logger.info(
             "server agent started node=%s datacenter=%s store=%s rpc=%s grpc=%s http=%s",
@@ -385,6 +390,8 @@ class ServerAgent:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.dns is not None:
+            await self.dns.aclose()
         if self.http is not None:
             await self.http.aclose()
         await self.local.aclose()

@@ -71,6 +71,7 @@ class AgentProcess:
     rpc_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
+    dns_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,6 +85,10 @@ class AgentProcess:
     @property
     def http_addr(self) -> str:
         return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def dns_addr(self) -> str:
+        return f"127.0.0.1:{self.dns_port}"
 
     @property
     def log_path(self) -> Path:
@@ -101,6 +106,8 @@ class AgentProcess:
             self.grpc_addr,
             "--http-addr",
             self.http_addr,
+            "--dns-addr",
+            self.dns_addr,
             "--log-level",
             "DEBUG",
         ]

@@ -1,0 +1,228 @@
+"""The DNS listeners: UDP and TCP on one address, answering through a DNSHandler.
+
+``DNSServer`` is an async context manager. ``start`` binds UDP (port 0 picks
+one) and then TCP on the same port; ``address`` is what was bound. Every
+request is answered in its own task in the server's TaskGroup, at most
+``MAX_IN_FLIGHT`` at once (UDP requests over that are dropped, as a busy
+resolver does; the client retries), each within ``REQUEST_DEADLINE`` (a
+request that overruns gets SERVFAIL), so one slow read never stalls the
+others. A TCP connection carries any number of length-prefixed messages and
+is closed after ``TCP_IDLE`` seconds without one. ``aclose`` closes the
+listeners and cancels what is still running, bounded.
+
+With ``use_cache`` a reply is kept, keyed by the request's bytes after its ID
+and the transport, for ``cache_max_age``; a repeated question is then
+answered on the spot with its own ID, without parsing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
+
+from agent.dns.config import DNSConfig
+from agent.dns.handler import DNSHandler, Reply, header_only
+
+__all__ = ["DNSServer"]
+
+logger = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 512
+REQUEST_DEADLINE = 10.0
+TCP_IDLE = 10.0
+CACHE_MAX_ENTRIES = 10_000
+_SERVFAIL = 2
+
+
+class _UDP(asyncio.DatagramProtocol):
+    def __init__(self, server: DNSServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        cached = self.server.cached(data, False)
+        if cached is not None:
+            transport.sendto(cached, addr)
+            return
+        self.server.spawn_udp(transport, data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("dns udp error=%r", exc)
+
+
+class DNSServer:
+    """UDP and TCP listeners on ``host:port`` serving ``handler``."""
+
+    def __init__(
+        self,
+        handler: DNSHandler,
+        host: str,
+        port: int,
+        config: DNSConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.config = config
+        self.clock = clock
+        self.address = ""
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._cache: dict[tuple[bool, bytes], tuple[float, bytes]] = {}
+        self.stats = {"queries": 0, "cache_hits": 0, "dropped": 0, "servfail_deadline": 0}
+
+    async def __aenter__(self) -> DNSServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        for attempt in range(20):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UDP(self), local_addr=(self.host, self.port)
+            )
+            port = transport.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+            except OSError:
+                transport.close()
+                if self.port != 0 or attempt == 19:
+                    raise
+                continue
+            self._udp = transport
+            break
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        self.address = f"{host}:{port}"
+        logger.info("dns server started address=%s udp=true tcp=true", self.address)
+
+    async def aclose(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._group is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._group.__aexit__(None, None, None), 5.0)
+            self._group = None
+        if self._tcp is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._tcp.wait_closed(), 2.0)
+        logger.info("dns server stopped address=%s", self.address)
+
+    # ----- cache ---------------------------------------------------------
+
+    def cached(self, data: bytes, tcp: bool) -> bytes | None:
+        self.stats["queries"] += 1
+        if not self.config.use_cache or len(data) < 12:
+            return None
+        hit = self._cache.get((tcp, data[2:]))
+        if hit is None:
+            return None
+        expires, body = hit
+        if self.clock() >= expires:
+            self._cache.pop((tcp, data[2:]), None)
+            return None
+        self.stats["cache_hits"] += 1
+        return data[:2] + body
+
+    def _remember(self, data: bytes, tcp: bool, reply: Reply) -> None:
+        if not self.config.use_cache or not reply.cacheable:
+            return
+        if len(self._cache) >= CACHE_MAX_ENTRIES:
+            now = self.clock()
+            for key in [k for k, (exp, _) in self._cache.items() if exp <= now]:
+                del self._cache[key]
+            if len(self._cache) >= CACHE_MAX_ENTRIES:
+                self._cache.clear()
+        self._cache[(tcp, data[2:])] = (self.clock() + self.config.cache_max_age, reply.wire[2:])
+
+    # ----- requests ------------------------------------------------------
+
+    async def _answer(self, data: bytes, tcp: bool, client_ip: str) -> bytes | None:
+        try:
+            async with asyncio.timeout(REQUEST_DEADLINE):
+                reply = await self.handler.handle(data, tcp=tcp, client_ip=client_ip)
+        except TimeoutError:
+            self.stats["servfail_deadline"] += 1
+            logger.warning("dns request over its deadline; SERVFAIL")
+            return header_only(data, _SERVFAIL)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("dns handler crashed; SERVFAIL")
+            return header_only(data, _SERVFAIL)
+        if reply is None:
+            return None
+        self._remember(data, tcp, reply)
+        return reply.wire
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> bool:
+        if self._group is None or len(self._tasks) >= MAX_IN_FLIGHT:
+            self.stats["dropped"] += 1
+            coro.close()
+            return False
+        task = self._group.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    def spawn_udp(
+        self, transport: asyncio.DatagramTransport, data: bytes, addr: tuple[str, int]
+    ) -> None:
+        async def run() -> None:
+            wire = await self._answer(data, False, addr[0])
+            if wire is not None and not transport.is_closing():
+                transport.sendto(wire, addr)
+
+        self._spawn(run())
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        done = asyncio.Event()
+
+        async def run() -> None:
+            peer = writer.get_extra_info("peername") or ("", 0)
+            try:
+                while True:
+                    async with asyncio.timeout(TCP_IDLE):
+                        head = await reader.readexactly(2)
+                        (size,) = struct.unpack("!H", head)
+                        data = await reader.readexactly(size)
+                    wire = self.cached(data, True)
+                    if wire is None:
+                        wire = await self._answer(data, True, peer[0])
+                    if wire is None:
+                        continue
+                    writer.write(struct.pack("!H", len(wire)) + wire)
+                    await writer.drain()
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+                done.set()
+
+        if not self._spawn(run()):
+            writer.close()
+            return
+        await done.wait()
