@@ -114,7 +114,7 @@ def render_template(query: qypb.PreparedQuery, name: str, segment: str = "") -> 
     values = {
         "name.full": name,
         "name.prefix": query.name,
-        "name.suffix": name[len(query.name) :] if name.startswith(query.name) else name,
+        "name.suffix": name[len(query.name) :],
         "agent.segment": segment,
     }
 
@@ -166,9 +166,10 @@ class QueryState:
             if other.id == query.id:
                 continue
             other_template = other.template.type == qypb.TEMPLATE_TYPE_NAME_PREFIX_MATCH
-            if query.name and other.name == query.name and not template and not other_template:
+            same = other.name.lower() == query.name.lower()
+            if query.name and same and not template and not other_template:
                 raise InvalidArgument(f"Name '{query.name}' aliases an existing query name")
-            if template and other_template and other.name == query.name:
+            if template and other_template and same:
                 raise InvalidArgument(
                     f"Name '{query.name}' aliases an existing query template name"
                 )
@@ -239,14 +240,18 @@ class QueryState:
             for q in queries:
                 if q.id == id_or_name.lower():
                     return self._rendered(q, id_or_name, segment), index
+        # Names match case-insensitively (Consul's name index is lowercase; DNS
+        # lowercases the names it is asked).
+        lowered = id_or_name.lower()
         for q in queries:
-            if q.name and q.name == id_or_name:
+            if q.name and q.name.lower() == lowered:
                 return self._rendered(q, id_or_name, segment), index
         best: qypb.PreparedQuery | None = None
         for q in queries:
             if q.template.type != qypb.TEMPLATE_TYPE_NAME_PREFIX_MATCH:
                 continue
-            if id_or_name.startswith(q.name) and (best is None or len(q.name) > len(best.name)):
+            prefix = q.name.lower()
+            if lowered.startswith(prefix) and (best is None or len(q.name) > len(best.name)):
                 best = q
         if best is None:
             raise NotFound("Query not found")
