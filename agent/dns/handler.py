@@ -232,9 +232,9 @@ class DNSHandler:
                 logger.warning("dns read failed name=%s error=%s", q.name, exc.message)
                 rcode = R.SERVFAIL
                 ans = _Answer()
-        truncated = self._trim(query, ans, authority, tcp)
-        truncated = truncated and self.config.enable_truncate
-        wire = self._reply(query, rcode, ans, authority=authority, truncated=truncated)
+        wire, trimmed = self._trim(query, rcode, ans, authority, tcp)
+        if trimmed and self.config.enable_truncate:
+            wire = self._reply(query, rcode, ans, authority=authority, truncated=True)
         return Reply(wire, cacheable=rcode in (R.NOERROR, R.NXDOMAIN) and q.rdtype != T.SOA)
 
     async def _nameservers(self, qname: dns.name.Name) -> tuple[list[rr.Rec], list[rr.Rec]]:
@@ -610,9 +610,15 @@ class DNSHandler:
     # ----- trimming ------------------------------------------------------------
 
     def _trim(
-        self, query: dns.message.Message, ans: _Answer, authority: list[rr.Rec], tcp: bool
-    ) -> bool:
-        """Consul's trimUDPResponse / trimTCPResponse; True when answers were dropped."""
+        self,
+        query: dns.message.Message,
+        rcode: int,
+        ans: _Answer,
+        authority: list[rr.Rec],
+        tcp: bool,
+    ) -> tuple[bytes, bool]:
+        """Consul's trimUDPResponse / trimTCPResponse: the rendered reply, and
+        whether answers were dropped. Renders once when the reply fits."""
         before = len(ans.answer)
         q = query.question[0]
         if tcp:
@@ -630,26 +636,25 @@ class DNSHandler:
         extra_all = list(ans.extra)
         if len(ans.answer) < before and extra_all:
             _sync_extra(ans, extra_all)
-        if len(ans.answer) > 1 and self._size(query, ans, authority) > max_size:
-            authority.clear()
-            lo, hi = 1, len(ans.answer)
-            answers = ans.answer
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                ans.answer = answers[:mid]
-                if extra_all:
-                    _sync_extra(ans, extra_all)
-                if self._size(query, ans, authority) <= max_size:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            ans.answer = answers[:lo]
+        wire = self._reply(query, rcode, ans, authority=authority)
+        if len(ans.answer) <= 1 or len(wire) <= max_size:
+            return wire, len(ans.answer) < before
+        authority.clear()
+        lo, hi = 1, len(ans.answer)
+        answers = ans.answer
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            ans.answer = answers[:mid]
             if extra_all:
                 _sync_extra(ans, extra_all)
-        return len(ans.answer) < before
-
-    def _size(self, query: dns.message.Message, ans: _Answer, authority: list[rr.Rec]) -> int:
-        return len(self._reply(query, R.NOERROR, ans, authority=authority))
+            if len(self._reply(query, rcode, ans, authority=authority)) <= max_size:
+                lo = mid
+            else:
+                hi = mid - 1
+        ans.answer = answers[:lo]
+        if extra_all:
+            _sync_extra(ans, extra_all)
+        return self._reply(query, rcode, ans, authority=authority), True
 
 
 def _fqdn(name: str) -> str:

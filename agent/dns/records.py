@@ -138,8 +138,15 @@ def render(
         msg.use_edns(0, payload=max(512, query.payload))
     sections = ((msg.answer, answer), (msg.authority, authority), (msg.additional, extra))
     for section, recs in sections:
+        # Consecutive records of one name, type and TTL share an RRset (the
+        # wire is the same: one RR per rdata), which renders much faster.
+        last: dns.rrset.RRset | None = None
         for rec in recs:
-            rrset = dns.rrset.RRset(rec.name, IN, rec.rdata.rdtype)
-            rrset.add(rec.rdata, rec.ttl)
-            section.append(rrset)
-    return msg.to_wire()
+            rdtype = rec.rdata.rdtype
+            same = last is not None and last.rdtype == rdtype and last.ttl == rec.ttl
+            if last is None or not same or last.name != rec.name:
+                last = dns.rrset.RRset(rec.name, IN, rdtype)
+                last.update_ttl(rec.ttl)
+                section.append(last)
+            last.add(rec.rdata)
+    return bytes(msg.to_wire())
