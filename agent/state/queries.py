@@ -24,7 +24,7 @@ import re2
 from agent.durations import parse_duration
 from agent.errors import InvalidArgument, NotFound
 from agent.state import keys
-from agent.state.blocking import QueryOpts, Read, blocking_query
+from agent.state.blocking import QueryOpts, Read, blocking_query, reader_caught_up
 from agent.store import Compare, Delete, Entry, Put, Store
 from generated.consul.query.v1 import query_pb2 as qypb
 
@@ -184,6 +184,7 @@ class QueryState:
         await self._check_name(q)
         key = keys.QUERIES + q.id
         _, index = await self.store.txn([Compare(key, 0)], [Put(key, q.SerializeToString())])
+        await reader_caught_up(self.reader, index)
         return q.id, index
 
     async def update(self, query: qypb.PreparedQuery) -> int:
@@ -204,6 +205,7 @@ class QueryState:
         )
         if not ok:
             raise InvalidArgument("Prepared query changed concurrently; try again")
+        await reader_caught_up(self.reader, index)
         return index
 
     async def delete(self, query_id: str) -> int:
@@ -212,6 +214,7 @@ class QueryState:
         if entry is None:
             raise NotFound(f"Cannot delete non-existent prepared query: '{query_id}'")
         _, index = await self.store.txn([], [Delete(key)])
+        await reader_caught_up(self.reader, index)
         return index
 
     async def get(self, opts: QueryOpts, query_id: str) -> Read[qypb.PreparedQuery | None]:
