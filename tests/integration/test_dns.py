@@ -263,3 +263,29 @@ def test_prepared_queries_over_http_and_dns(pair: tuple[AgentProcess, AgentProce
     )
     assert code == 400 and "NearestN" in text
     assert http(client, "POST", "/v1/query", "not an object")[0] == 400
+
+
+def test_prepared_queries_over_grpc(pair: tuple[AgentProcess, AgentProcess]) -> None:
+    import grpc
+
+    from generated.consul.query.v1 import query_pb2 as qypb
+    from generated.consul.query.v1 import query_pb2_grpc
+
+    _, client = pair
+    register(client, "n1", "10.1.0.1", 8001, "passing", service="cache")
+    with grpc.insecure_channel(client.grpc_addr) as ch:
+        stub = query_pb2_grpc.PreparedQueryServiceStub(ch)
+        created = stub.Create(
+            qypb.CreateRequest(
+                query=qypb.PreparedQuery(name="c", service=qypb.ServiceQuery(service="cache"))
+            ),
+            timeout=10,
+        )
+        result = stub.Execute(qypb.ExecuteRequest(query_id_or_name=created.id), timeout=10)
+        assert [n.node.name for n in result.nodes] == ["n1"] and result.datacenter == "dc1"
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Execute(qypb.ExecuteRequest(query_id_or_name="missing"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.Create(qypb.CreateRequest(query=qypb.PreparedQuery(name="x")), timeout=10)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
