@@ -25,6 +25,7 @@ import grpc
 from agent.config import AgentConfig, load_config_file, setup_logging, with_node_id
 from agent.convert import seconds_duration
 from agent.demo import add_demo_parser, cmd_demo
+from agent.dns.config import dns_config
 from agent.durations import parse_duration
 from agent.errors import ConsulError, InvalidArgument
 from agent.shapes import check_json, kv_json, node_json, service_entry_json
@@ -95,7 +96,15 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
     }
     if args.server:
         flags["server"] = True
-    return with_node_id(config.merged(flags).validated())
+    config = config.merged(flags).validated()
+    # The DNS settings fail here, before anything starts, when they are bad.
+    dns_config(
+        config.dns_config,
+        domain=config.domain,
+        alt_domain=config.alt_domain,
+        recursors=config.recursors,
+    )
+    return with_node_id(config)
 
 
 async def run_agent(config: AgentConfig) -> int:

@@ -152,7 +152,10 @@ def dns_config(
     if not isinstance(soa, dict):
         raise InvalidArgument("dns_config.soa must be an object")
     for r in recursors:
-        parse_addr(r)
+        try:
+            parse_addr(r)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"Invalid recursor address: {exc.message}") from None
     limit = _int(raw, "udp_answer_limit", 3)
     if limit < 1:
         raise InvalidArgument("dns_config.udp_answer_limit must be at least 1")
