@@ -166,12 +166,23 @@ class DNSServer:
         self._remember(data, tcp, reply)
         return reply.wire
 
+    @staticmethod
+    async def _guarded(coro: Coroutine[Any, Any, None]) -> None:
+        """Run one request's task; it never fails, or the TaskGroup would cancel
+        the task that started the server (the agent's)."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("dns request task failed")
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> bool:
         if self._group is None or len(self._tasks) >= MAX_IN_FLIGHT:
             self.stats["dropped"] += 1
             coro.close()
             return False
-        task = self._group.create_task(coro)
+        task = self._group.create_task(self._guarded(coro))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True

@@ -107,3 +107,24 @@ async def test_without_cache_every_query_reads() -> None:
                 dns.message.make_query("web.service.consul.", "A"), host, port=port, timeout=5
             )
         assert len(reads.stale_flags) == 3
+
+
+async def test_a_failing_request_task_does_not_cancel_the_owner() -> None:
+    # Regression: an exception escaping a request task made the TaskGroup
+    # cancel the task that started the server (the agent's main task).
+    reads = FakeReads()
+    reads.add(entry("n1", "10.0.0.1"))
+    async with server(reads) as s:
+
+        async def boom() -> None:
+            raise RuntimeError("boom")
+
+        assert s._spawn(boom())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        host, port = host_port(s)
+        msg = await dns.asyncquery.udp(
+            dns.message.make_query("web.service.consul.", "A"), host, port=port, timeout=5
+        )
+        assert msg.answer
+    assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
