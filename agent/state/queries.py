@@ -1,6 +1,7 @@
 """Prepared queries on the store, as Consul's ``PreparedQuery`` state.
 
-``queries/<uuid>`` holds one ``PreparedQuery`` message. A query is found by
+``queries/<uuid>`` holds one ``PreparedQuery`` message; a query tied to a
+session goes away with the session (deleted the next time queries are read). A query is found by
 ID, else by exact name, else by the longest ``name_prefix_match`` template
 whose name prefixes the asked name (an empty template name matches every
 name), as Consul's ``PreparedQueryResolve``. A template is rendered for the
@@ -157,8 +158,19 @@ class QueryState:
         self.reader = reader or store
 
     async def _all(self) -> tuple[list[qypb.PreparedQuery], int]:
+        """Every live query. A query whose session is gone is deleted (Consul
+        deletes a query when its session is invalidated) and left out."""
         entries, index = await self.reader.range(keys.QUERIES)
-        return [_load(e) for e in entries], index
+        out = []
+        for e in entries:
+            q = _load(e)
+            if q.session:
+                session, _ = await self.reader.get(keys.SESSIONS + q.session)
+                if session is None:
+                    await self.store.txn([Compare(e.key, e.modify_index)], [Delete(e.key)])
+                    continue
+            out.append(q)
+        return out, index
 
     async def _check_name(self, query: qypb.PreparedQuery) -> None:
         template = query.template.type == qypb.TEMPLATE_TYPE_NAME_PREFIX_MATCH

@@ -114,3 +114,25 @@ def test_regexp_is_linear_time() -> None:
     # A pattern that backtracks catastrophically in Python's re; RE2 answers at once.
     q = template("p", "${match(1)}", regexp=r"^(a+)+$")
     assert render_template(q, "a" * 5000 + "!").service.service == ""
+
+
+async def test_a_query_goes_away_with_its_session(store: Store) -> None:
+    from agent.state.catalog import Catalog
+    from agent.state.kv import KVState
+    from agent.state.sessions import SessionState
+    from generated.consul.common.v1 import types_pb2 as pb
+    from generated.consul.session.v1 import session_pb2 as sspb
+
+    catalog = Catalog(store)
+    sessions = SessionState(store, catalog, KVState(store))
+    serf = pb.HealthCheck(check_id="serfHealth", name="serf", status=pb.HEALTH_STATUS_PASSING)
+    await catalog.register(pb.Node(name="n1", address="10.0.0.1"), None, [serf])
+    sid, _ = await sessions.create(sspb.Session(node="n1"), node_checks_set=False)
+    state = QueryState(store)
+    await state.create(query("tied", session=sid))
+    await state.create(query("free"))
+    assert sorted(q.name for q in (await state.list_queries(QueryOpts())).value) == ["free", "tied"]
+    await sessions.destroy(sid)
+    assert [q.name for q in (await state.list_queries(QueryOpts())).value] == ["free"]
+    with pytest.raises(NotFound):
+        await state.resolve("tied")
