@@ -12,7 +12,8 @@ listeners and cancels what is still running, bounded.
 
 With ``use_cache`` a reply is kept, keyed by the request's bytes after its ID
 and the transport, for ``cache_max_age``; a repeated question is then
-answered on the spot with its own ID, without parsing.
+answered on the spot with its own ID, without parsing (several shuffled
+renderings of a multi-answer reply take turns).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from agent.dns.config import DNSConfig
@@ -39,7 +41,16 @@ UDP_BUFFER = 4 * 1024 * 1024
 REQUEST_DEADLINE = 10.0
 TCP_IDLE = 10.0
 CACHE_MAX_ENTRIES = 10_000
+SHUFFLES = 4
 _SERVFAIL = 2
+
+
+@dataclass(slots=True)
+class _Cached:
+    expires: float
+    bodies: list[bytes]
+    wanted: int
+    turn: int = 0
 
 
 class DNSServer:
@@ -64,7 +75,7 @@ class DNSServer:
         self._tcp: asyncio.Server | None = None
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._cache: dict[tuple[bool, bytes], tuple[float, bytes]] = {}
+        self._cache: dict[tuple[bool, bytes], _Cached] = {}
         self.stats = {"queries": 0, "cache_hits": 0, "dropped": 0, "servfail_deadline": 0}
 
     async def __aenter__(self) -> DNSServer:
@@ -122,29 +133,48 @@ class DNSServer:
     # ----- cache ---------------------------------------------------------
 
     def cached(self, data: bytes, tcp: bool) -> bytes | None:
+        """The cached reply to ``data`` with its ID, or None (a miss).
+
+        A reply with several answers is kept in up to ``SHUFFLES`` renderings
+        (each shuffled by the handler) served in turn, so clients still see
+        the instances in varying order; until that many exist, a repeat is a
+        miss that renders another.
+        """
         self.stats["queries"] += 1
         if not self.config.use_cache or len(data) < 12:
             return None
-        hit = self._cache.get((tcp, data[2:]))
+        key = (tcp, data[2:])
+        hit = self._cache.get(key)
         if hit is None:
             return None
-        expires, body = hit
-        if self.clock() >= expires:
-            self._cache.pop((tcp, data[2:]), None)
+        if self.clock() >= hit.expires:
+            self._cache.pop(key, None)
             return None
+        bodies = hit.bodies
+        if len(bodies) < hit.wanted:
+            return None
+        hit.turn += 1
         self.stats["cache_hits"] += 1
-        return data[:2] + body
+        return data[:2] + bodies[hit.turn % len(bodies)]
 
     def _remember(self, data: bytes, tcp: bool, reply: Reply) -> None:
         if not self.config.use_cache or not reply.cacheable:
             return
+        key = (tcp, data[2:])
+        body = reply.wire[2:]
+        hit = self._cache.get(key)
+        if hit is not None and self.clock() < hit.expires and len(hit.bodies) < hit.wanted:
+            hit.bodies.append(body)
+            return
         if len(self._cache) >= CACHE_MAX_ENTRIES:
             now = self.clock()
-            for key in [k for k, (exp, _) in self._cache.items() if exp <= now]:
-                del self._cache[key]
+            for old in [k for k, v in self._cache.items() if v.expires <= now]:
+                del self._cache[old]
             if len(self._cache) >= CACHE_MAX_ENTRIES:
                 self._cache.clear()
-        self._cache[(tcp, data[2:])] = (self.clock() + self.config.cache_max_age, reply.wire[2:])
+        answers = int.from_bytes(body[4:6], "big")  # ANCOUNT (the ID is cut off)
+        wanted = SHUFFLES if answers > 1 else 1
+        self._cache[key] = _Cached(self.clock() + self.config.cache_max_age, [body], wanted)
 
     # ----- requests ------------------------------------------------------
 

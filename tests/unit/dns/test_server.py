@@ -97,6 +97,23 @@ async def test_cache_answers_repeats_with_their_own_id() -> None:
         assert s.stats["cache_hits"] == 2
 
 
+async def test_cached_multi_answer_replies_keep_varying_order() -> None:
+    reads = FakeReads()
+    for i in range(3):
+        reads.add(entry(f"n{i}", f"10.0.0.{i}"))
+    async with server(reads, use_cache=True, cache_max_age="1h") as s:
+        host, port = host_port(s)
+        orders = []
+        for _ in range(12):
+            msg = await dns.asyncquery.udp(
+                dns.message.make_query("web.service.consul.", "A"), host, port=port, timeout=5
+            )
+            orders.append(tuple(rd.to_text() for rd in msg.answer[0]))
+        assert len(set(orders)) > 1
+        assert len(reads.stale_flags) == 4  # SHUFFLES renderings, then hits only
+        assert s.stats["cache_hits"] == 8
+
+
 async def test_without_cache_every_query_reads() -> None:
     reads = FakeReads()
     reads.add(entry("n1", "10.0.0.1"))
