@@ -9,9 +9,9 @@ expire 86400, min_ttl 0. ``service_ttl`` keys are exact names, prefixes
 ending in ``*``, or ``"*"`` for every service; an exact name wins, then the
 longest prefix.
 
-``use_cache`` keeps rendered answers for up to ``cache_max_age`` (default
-1s here): repeated questions are answered without a read; a health change
-shows after at most that age.
+``use_cache`` keeps rendered answers for ``cache_max_age`` (default 1s
+here): repeated questions are answered without a read, and refreshed in the
+background; a health change shows after at most twice that age.
 """
 
 from __future__ import annotations

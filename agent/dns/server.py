@@ -51,6 +51,7 @@ class _Cached:
     bodies: list[bytes]
     wanted: int
     turn: int = 0
+    rendering: bool = False
 
 
 class DNSServer:
@@ -137,8 +138,11 @@ class DNSServer:
 
         A reply with several answers is kept in up to ``SHUFFLES`` renderings
         (each shuffled by the handler) served in turn, so clients still see
-        the instances in varying order; until that many exist, a repeat is a
-        miss that renders another.
+        the instances in varying order. Missing renderings, and a fresh reply
+        once ``cache_max_age`` has passed, are made by one background request
+        per question at a time while the cached ones keep being served (at
+        most one more ``cache_max_age`` past expiry), so a busy name never
+        turns into a burst of reads.
         """
         self.stats["queries"] += 1
         if not self.config.use_cache or len(data) < 12:
@@ -147,34 +151,42 @@ class DNSServer:
         hit = self._cache.get(key)
         if hit is None:
             return None
-        if self.clock() >= hit.expires:
+        now = self.clock()
+        if now >= hit.expires + self.config.cache_max_age:
             self._cache.pop(key, None)
             return None
-        bodies = hit.bodies
-        if len(bodies) < hit.wanted:
-            return None
+        if (now >= hit.expires or len(hit.bodies) < hit.wanted) and not hit.rendering:
+            hit.rendering = True
+            self._spawn(self._refill(hit, data, tcp))
         hit.turn += 1
         self.stats["cache_hits"] += 1
-        return data[:2] + bodies[hit.turn % len(bodies)]
+        return data[:2] + hit.bodies[hit.turn % len(hit.bodies)]
+
+    async def _refill(self, hit: _Cached, data: bytes, tcp: bool) -> None:
+        try:
+            await self._answer(data, tcp, "")
+        finally:
+            hit.rendering = False
 
     def _remember(self, data: bytes, tcp: bool, reply: Reply) -> None:
         if not self.config.use_cache or not reply.cacheable:
             return
         key = (tcp, data[2:])
         body = reply.wire[2:]
+        now = self.clock()
         hit = self._cache.get(key)
-        if hit is not None and self.clock() < hit.expires and len(hit.bodies) < hit.wanted:
-            hit.bodies.append(body)
+        if hit is not None and now < hit.expires:
+            if len(hit.bodies) < hit.wanted:
+                hit.bodies.append(body)
             return
         if len(self._cache) >= CACHE_MAX_ENTRIES:
-            now = self.clock()
             for old in [k for k, v in self._cache.items() if v.expires <= now]:
                 del self._cache[old]
             if len(self._cache) >= CACHE_MAX_ENTRIES:
                 self._cache.clear()
         answers = int.from_bytes(body[4:6], "big")  # ANCOUNT (the ID is cut off)
         wanted = SHUFFLES if answers > 1 else 1
-        self._cache[key] = _Cached(self.clock() + self.config.cache_max_age, [body], wanted)
+        self._cache[key] = _Cached(now + self.config.cache_max_age, [body], wanted)
 
     # ----- requests ------------------------------------------------------
 

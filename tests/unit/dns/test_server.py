@@ -111,7 +111,37 @@ async def test_cached_multi_answer_replies_keep_varying_order() -> None:
             orders.append(tuple(rd.to_text() for rd in msg.answer[0]))
         assert len(set(orders)) > 1
         assert len(reads.stale_flags) == 4  # SHUFFLES renderings, then hits only
-        assert s.stats["cache_hits"] == 8
+        assert s.stats["cache_hits"] == 11
+
+
+async def test_expired_answers_are_refreshed_in_the_background() -> None:
+    reads = FakeReads()
+    reads.add(entry("n1", "10.0.0.1"))
+    now = [0.0]
+    cfg = dns_config({"use_cache": True, "cache_max_age": "10s"})
+    h = DNSHandler(cfg, reads, datacenter="dc1", node_name="a", rng=random.Random(1))
+    async with DNSServer(h, "127.0.0.1", 0, cfg, clock=lambda: now[0]) as s:
+        host, port = host_port(s)
+
+        async def ask() -> str:
+            msg = await dns.asyncquery.udp(
+                dns.message.make_query("web.service.consul.", "A"), host, port=port, timeout=5
+            )
+            return msg.answer[0][0].to_text() if msg.answer else ""
+
+        assert await ask() == "10.0.0.1"
+        reads.services[("dc1", "web")][0].node.address = "10.0.0.9"
+        now[0] = 11.0  # expired: the stale answer is served, one refresh starts
+        assert await ask() == "10.0.0.1"
+        for _ in range(50):
+            if await ask() == "10.0.0.9":
+                break
+            await asyncio.sleep(0.01)
+        assert await ask() == "10.0.0.9"
+        assert len(reads.stale_flags) == 2
+        now[0] = 100.0  # long past expiry: a plain miss
+        reads.services[("dc1", "web")][0].node.address = "10.0.0.7"
+        assert await ask() == "10.0.0.7"
 
 
 async def test_without_cache_every_query_reads() -> None:
