@@ -21,7 +21,7 @@ from typing import Protocol
 
 from google.protobuf.message import Message
 
-from agent.convert import duration_seconds
+from agent.durations import duration_seconds
 from agent.rpc.methods import MethodSpec, method_spec
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
 from generated.consul.common.v1 import query_pb2 as qpb
