@@ -50,6 +50,8 @@ def test_table_covers_every_service() -> None:
         "consul.session.v1.SessionService",
         "consul.event.v1.EventService",
         "consul.txn.v1.TxnService",
+        "consul.snapshot.v1.SnapshotService",
+        "consul.config.v1.ConfigService",
         "consul.query.v1.PreparedQueryService",
     }
     status = methods_of(status_pb2.DESCRIPTOR.services_by_name["StatusService"])
