@@ -80,12 +80,13 @@ def _agent_parser(sub: Any) -> None:
     p.add_argument(
         "--enable-script-checks", dest="enable_script_checks", action="store_true", default=None
     )
+    p.add_argument("--ui", "-ui", dest="ui", action="store_true", default=None, help="web UI")
 
 
 def build_config(args: argparse.Namespace) -> AgentConfig:
     config = AgentConfig()
     if args.dev:
-        config = config.merged({"server": True, "dev": True, "store": "memory"})
+        config = config.merged({"server": True, "dev": True, "store": "memory", "ui": True})
     if args.config_file:
         config = config.merged(load_config_file(args.config_file))
     flags = {

@@ -30,6 +30,7 @@ _DURATIONS = {
     "rpc_hold_timeout",
     "leader_ttl",
     "rebalance_interval",
+    "max_query_time",
 }
 
 
@@ -59,6 +60,13 @@ class AgentConfig:
     leader_ttl: float = 5.0
     rebalance_interval: float | None = None
     enable_script_checks: bool = False
+    #: Serve the web UI at /ui/ (on for --dev; ``ui_config { enabled }`` or ``--ui``).
+    ui: bool = False
+    # HTTP edge limits (agent.http.limits); the first two are read from Consul's
+    # "limits" block, max_query_time is Consul's top-level key.
+    http_max_conns_per_client: int = 200
+    http_max_blocking_queries_per_client: int = 128
+    max_query_time: float = 600.0
     # DNS (agent.dns): Consul's keys; ``ports.dns`` sets the port of dns_addr.
     dns_addr: str = "127.0.0.1:8600"
     domain: str = "consul"
@@ -88,25 +96,36 @@ class AgentConfig:
             raise InvalidArgument("rpc_rate must be positive")
         if self.rpc_max_burst < 1:
             raise InvalidArgument("rpc_max_burst must be at least 1")
+        if min(self.http_max_conns_per_client, self.http_max_blocking_queries_per_client) < 0:
+            raise InvalidArgument("limits must not be negative (0 means no limit)")
+        if self.max_query_time <= 0:
+            raise InvalidArgument("max_query_time must be positive")
         return self
 
     def merged(self, overrides: dict[str, Any]) -> AgentConfig:
         """A copy with ``overrides`` (config-file or flag values) applied and typed."""
-        known = {f.name for f in fields(self)}
+        known = {f.name for f in fields(self)} | {"ui_config"}
+        limits = overrides.get("limits")
+        if isinstance(limits, dict):  # Consul's limits { ... } block: its keys, flattened
+            overrides = {**{k: v for k, v in overrides.items() if k != "limits"}, **limits}
         clean: dict[str, Any] = {}
         overrides = dict(overrides)
         ports = overrides.pop("ports", None) or {}
         if not isinstance(ports, dict) or set(ports) - {"dns"}:
             raise InvalidArgument("Unknown or invalid ports: only ports.dns is supported")
         if "dns" in ports and ports["dns"] is not None:
+            if isinstance(ports["dns"], bool) or not isinstance(ports["dns"], int):
+                raise InvalidArgument("ports.dns must be an integer (-1 disables DNS)")
             host = str(overrides.get("dns_addr") or self.dns_addr).rpartition(":")[0]
-            overrides["dns_addr"] = f"{host}:{int(ports['dns'])}"
+            overrides["dns_addr"] = f"{host}:{ports['dns']}"
         for key, value in overrides.items():
             name = {"node": "node_name", "bind_addr": "advertise_addr"}.get(key, key)
             if name not in known:
                 raise InvalidArgument(f"Unknown configuration key {key!r}")
             if value is None:
                 continue
+            if key == "ui_config":
+                name, value = "ui", _ui_enabled(value)
             if name in _DURATIONS:
                 value = parse_duration(value)
             elif name in ("retry_join", "retry_join_wan", "etcd_endpoints", "recursors"):
@@ -115,6 +134,13 @@ class AgentConfig:
                 value = tuple(value)
             clean[name] = value
         return replace(self, **clean)
+
+
+def _ui_enabled(value: Any) -> bool:
+    """Consul's ``ui_config { enabled = true }``: a JSON object with a boolean ``enabled``."""
+    if not isinstance(value, dict) or not isinstance(value.get("enabled", False), bool):
+        raise InvalidArgument("ui_config must be an object such as {\"enabled\": true}")
+    return bool(value.get("enabled", False))
 
 
 def with_node_id(config: AgentConfig) -> AgentConfig:

@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 
 from agent.config import AgentConfig
 from agent.dns import agent_dns
+from agent.http.limits import HTTPLimits
 from agent.http.protocols import Invoker
 from agent.http.protocols import LocalAgent as LocalEndpoint
 from agent.http.serve import serve_http
@@ -184,6 +185,8 @@ class AgentBase(ABC):
             node_name=cfg.node_name,
             metrics=self.metrics,
             leave_requested=self.leave_requested,
+            ui=cfg.ui,
+            limits=HTTPLimits.of(cfg),
         )
         await http.start()
         self.on_stop(stack, "http", http.aclose)

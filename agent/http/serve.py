@@ -8,6 +8,7 @@ import json
 from aiohttp import web
 
 from agent.http.app import build_app
+from agent.http.limits import TRACKER, HTTPLimits, http_samples
 from agent.http.protocols import Invoker, LocalAgent
 from agent.http.server import HTTPServer
 from agent.metrics import PROMETHEUS_CONTENT_TYPE, AgentMetrics
@@ -24,6 +25,8 @@ def serve_http(
     node_name: str,
     metrics: AgentMetrics,
     leave_requested: asyncio.Event,
+    ui: bool = False,
+    limits: HTTPLimits | None = None,
 ) -> HTTPServer:
     """An unstarted HTTPServer for ``address`` (``host:port``; port 0 picks one)."""
 
@@ -32,8 +35,17 @@ def serve_http(
         leave_requested.set()
 
     app = build_app(
-        invoker, agent_endpoint, datacenter=datacenter, node_name=node_name, on_leave=on_leave
+        invoker,
+        agent_endpoint,
+        datacenter=datacenter,
+        node_name=node_name,
+        on_leave=on_leave,
+        ui=ui,
+        limits=limits,
     )
+    tracker = app[TRACKER]
+
+    metrics.add_source(lambda: http_samples(tracker))
 
     async def agent_metrics(request: web.Request) -> web.Response:
         if request.query.get("format") == "prometheus":

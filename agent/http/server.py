@@ -1,4 +1,10 @@
-"""HTTPServer: serve an aiohttp application on host:port, closed within a bound."""
+"""HTTPServer: serve an aiohttp application on host:port, closed within a bound.
+
+A client that goes away cancels its request's handler (aiohttp's
+``handler_cancellation``): an abandoned blocking query releases its tasks, its
+RPC to the server and the server's store watch at once, not when its wait
+ends. Connections are counted per client address (:mod:`agent.http.limits`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,9 @@ import logging
 from types import TracebackType
 
 from aiohttp import web
+
+from agent.http.limits import TRACKER, ClientLimitedSite, ClientTracker, HTTPLimits
+from agent.http.logfilter import install_bad_input_log_filter
 
 __all__ = ["HTTPServer"]
 
@@ -43,11 +52,18 @@ class HTTPServer:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("HTTPServer already started")
-        runner = web.AppRunner(self.app, shutdown_timeout=self.shutdown_timeout, access_log=None)
+        install_bad_input_log_filter()
+        runner = web.AppRunner(
+            self.app,
+            shutdown_timeout=self.shutdown_timeout,
+            access_log=None,
+            handler_cancellation=True,
+        )
         await runner.setup()
         self._runner = runner
+        tracker = self.app.get(TRACKER) or ClientTracker(HTTPLimits())
         try:
-            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            site = ClientLimitedSite(runner, self.host, self.port, tracker)
             await site.start()
         except BaseException:
             await self.aclose()
