@@ -1,0 +1,69 @@
+"""DNS settings from flags and the config file: Consul's keys, bad values as clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.cli import build_config, parser
+from agent.config import AgentConfig
+from agent.dns.config import dns_config
+from agent.errors import InvalidArgument
+
+
+def test_ports_dns_and_flags() -> None:
+    assert AgentConfig().dns_addr == "127.0.0.1:8600"
+    assert AgentConfig().merged({"ports": {"dns": 8653}}).dns_addr == "127.0.0.1:8653"
+    assert AgentConfig().merged({"ports": {"dns": -1}}).dns_addr == "127.0.0.1:-1"
+    with pytest.raises(InvalidArgument, match=r"ports\.dns"):
+        AgentConfig().merged({"ports": {"dns": "x"}})
+    with pytest.raises(InvalidArgument, match=r"only ports\.dns"):
+        AgentConfig().merged({"ports": {"https": 1}})
+    cfg = build_config(
+        parser().parse_args(["agent", "--dev", "--dns-addr", "127.0.0.1:0", "--domain", "corp"])
+    )
+    assert cfg.dns_addr == "127.0.0.1:0" and cfg.domain == "corp"
+
+
+def test_config_file_keys(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(
+        json.dumps(
+            {
+                "domain": "example",
+                "alt_domain": "alt.example",
+                "recursors": ["192.0.2.1", "192.0.2.2:5353"],
+                "dns_config": {
+                    "node_ttl": "10s",
+                    "service_ttl": {"*": "5s", "web": "30s"},
+                    "udp_answer_limit": 20,
+                    "soa": {"min_ttl": 60},
+                },
+            }
+        )
+    )
+    cfg = build_config(parser().parse_args(["agent", "--dev", "--config-file", str(path)]))
+    d = dns_config(
+        cfg.dns_config, domain=cfg.domain, alt_domain=cfg.alt_domain, recursors=cfg.recursors
+    )
+    assert d.domain == "example." and d.alt_domain == "alt.example."
+    assert d.node_ttl == 10 and d.ttl_for_service("web") == 30 and d.ttl_for_service("db") == 5
+    assert d.udp_answer_limit == 8  # Consul's ceiling
+    assert d.soa_min_ttl == 60 and d.soa_refresh == 3600
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"nope": 1},
+        {"udp_answer_limit": 0},
+        {"recursor_strategy": "fastest"},
+        {"node_ttl": "forever"},
+        {"enable_truncate": "yes"},
+    ],
+)
+def test_bad_dns_config_is_a_clear_error(raw: dict[str, object]) -> None:
+    with pytest.raises(InvalidArgument):
+        dns_config(raw)
