@@ -28,6 +28,7 @@ from agent.dns.config import dns_config
 from agent.durations import parse_duration, seconds_duration
 from agent.errors import ConsulError, InvalidArgument
 from agent.shapes import check_json, kv_json, node_json, service_entry_json
+from agent.tls.cli import add_agent_tls_flags, add_tls_parser, cmd_tls
 from generated.consul.agent.v1 import agent_pb2, agent_pb2_grpc
 from generated.consul.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from generated.consul.common.v1 import query_pb2, types_pb2
@@ -61,7 +62,6 @@ def _agent_parser(sub: Any) -> None:
     p.add_argument("--grpc-addr", dest="grpc_addr")
     p.add_argument("--advertise", dest="advertise_addr")
     p.add_argument("--dns-addr", "-dns-addr", dest="dns_addr", help="HOST:PORT; port -1 disables")
-    p.add_argument("--domain", "-domain", dest="domain")
     p.add_argument("--alt-domain", "-alt-domain", dest="alt_domain")
     p.add_argument("--recursor", "-recursor", dest="recursors", action="append")
     p.add_argument("--retry-join", "-retry-join", dest="retry_join", action="append")
@@ -81,6 +81,7 @@ def _agent_parser(sub: Any) -> None:
         "--enable-script-checks", dest="enable_script_checks", action="store_true", default=None
     )
     p.add_argument("--ui", "-ui", dest="ui", action="store_true", default=None, help="web UI")
+    add_agent_tls_flags(p)
 
 
 def build_config(args: argparse.Namespace) -> AgentConfig:
@@ -122,6 +123,7 @@ async def run_agent(config: AgentConfig) -> int:
 
         agent = ClientAgent(config)
     async with agent:
+        loop.add_signal_handler(signal.SIGHUP, agent.reload_tls)
         stopping = asyncio.create_task(stop.wait())
         leaving = asyncio.create_task(agent.leave_requested.wait())
         await asyncio.wait([stopping, leaving], return_when=asyncio.FIRST_COMPLETED)
@@ -417,6 +419,7 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--count", type=int, default=0, help="stop after N results (0: never)")
     w.add_argument("--wait-seconds", type=float, default=300.0, help=argparse.SUPPRESS)
     _client_args(w)
+    add_tls_parser(sub)
     return root
 
 
@@ -427,6 +430,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "demo": cmd_demo,
     "services": cmd_services,
     "watch": cmd_watch,
+    "tls": cmd_tls,
 }
 
 

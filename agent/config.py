@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.durations import parse_duration
 from agent.errors import InvalidArgument
+from agent.tls.config import TLSConfig, ports_addresses
 
 __all__ = ["VERSION", "AgentConfig", "load_config_file", "setup_logging", "with_node_id"]
 
@@ -67,9 +68,13 @@ class AgentConfig:
     http_max_conns_per_client: int = 200
     http_max_blocking_queries_per_client: int = 128
     max_query_time: float = 600.0
+    # TLS (Consul 1.12+ ``tls`` stanza; ``ports.https`` / ``ports.grpc_tls`` set these two).
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    https_addr: str = ""
+    grpc_tls_addr: str = ""
+    domain: str = "consul"
     # DNS (agent.dns): Consul's keys; ``ports.dns`` sets the port of dns_addr.
     dns_addr: str = "127.0.0.1:8600"
-    domain: str = "consul"
     alt_domain: str = ""
     recursors: tuple[str, ...] = ()
     dns_config: dict[str, Any] = field(default_factory=dict)
@@ -100,6 +105,12 @@ class AgentConfig:
             raise InvalidArgument("limits must not be negative (0 means no limit)")
         if self.max_query_time <= 0:
             raise InvalidArgument("max_query_time must be positive")
+        if self.https_addr and not self.tls.https.has_cert:
+            raise InvalidArgument("ports.https is set, but tls.https has no cert_file and key_file")
+        if self.grpc_tls_addr and not self.tls.grpc.has_cert:
+            raise InvalidArgument(
+                "ports.grpc_tls is set, but tls.grpc has no cert_file and key_file"
+            )
         return self
 
     def merged(self, overrides: dict[str, Any]) -> AgentConfig:
@@ -110,23 +121,33 @@ class AgentConfig:
             overrides = {**{k: v for k, v in overrides.items() if k != "limits"}, **limits}
         clean: dict[str, Any] = {}
         overrides = dict(overrides)
-        ports = overrides.pop("ports", None) or {}
-        if not isinstance(ports, dict) or set(ports) - {"dns"}:
-            raise InvalidArgument("Unknown or invalid ports: only ports.dns is supported")
-        if "dns" in ports and ports["dns"] is not None:
-            if isinstance(ports["dns"], bool) or not isinstance(ports["dns"], int):
-                raise InvalidArgument("ports.dns must be an integer (-1 disables DNS)")
-            host = str(overrides.get("dns_addr") or self.dns_addr).rpartition(":")[0]
-            overrides["dns_addr"] = f"{host}:{ports['dns']}"
+        ports = overrides.get("ports")
+        if isinstance(ports, dict) and "dns" in ports:  # ports.dns: the port of dns_addr
+            ports = dict(ports)
+            dns_port = ports.pop("dns")
+            overrides["ports"] = ports
+            if dns_port is not None:
+                if isinstance(dns_port, bool) or not isinstance(dns_port, int):
+                    raise InvalidArgument("ports.dns must be an integer (-1 disables DNS)")
+                host = str(overrides.get("dns_addr") or self.dns_addr).rpartition(":")[0]
+                overrides["dns_addr"] = f"{host}:{dns_port}"
         for key, value in overrides.items():
             name = {"node": "node_name", "bind_addr": "advertise_addr"}.get(key, key)
-            if name not in known:
+            if name not in known and name != "ports":
                 raise InvalidArgument(f"Unknown configuration key {key!r}")
             if value is None:
                 continue
             if key == "ui_config":
                 name, value = "ui", _ui_enabled(value)
-            if name in _DURATIONS:
+            if key == "ports":
+                base = replace(self, **clean)
+                clean.update(
+                    ports_addresses(value, http_addr=base.http_addr, grpc_addr=base.grpc_addr)
+                )
+                continue
+            if name == "tls":
+                value = TLSConfig.parse(value)
+            elif name in _DURATIONS:
                 value = parse_duration(value)
             elif name in ("retry_join", "retry_join_wan", "etcd_endpoints", "recursors"):
                 if isinstance(value, str):

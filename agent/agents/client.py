@@ -55,7 +55,7 @@ class ClientAgent(AgentBase):
     def __init__(self, config: AgentConfig) -> None:
         super().__init__(config)
         self.grpc_address = ""
-        self.pool = ConnPool()
+        self.pool = ConnPool(security=self.tls.outgoing())
         self.router = Router(
             config.datacenter,
             self.pool,
@@ -197,6 +197,7 @@ class ClientAgent(AgentBase):
         self.on_stop(stack, "router", self.router.aclose)
         grpc_server = self.new_grpc_server(stack)
         self.grpc_address = self.bind(grpc_server, cfg.grpc_addr)
+        self.bind_grpc_tls(grpc_server)
         self.serve_services(
             grpc_server, [(s, _NoEndpoint()) for s in FORWARDED_SERVICES], self.client.rpc
         )
@@ -215,10 +216,13 @@ class ClientAgent(AgentBase):
         await self.start_http(stack, invoker=self.client, agent_endpoint=self.local.endpoint)
         await self.start_dns(stack, invoker=self.client)
         logger.info(
-            "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s",
+            "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s"
+            " https=%s grpc_tls=%s",
             cfg.node_name,
             cfg.datacenter,
             self.grpc_address,
             self.http_address,
             ",".join(cfg.retry_join),
+            self.https_address,
+            self.grpc_tls_address,
         )

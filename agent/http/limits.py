@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -248,16 +249,23 @@ class ClientLimitedSite(web.BaseSite):
     __slots__ = ("_host", "_port", "_tracker")
 
     def __init__(
-        self, runner: web.BaseRunner, host: str, port: int, tracker: ClientTracker
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        tracker: ClientTracker,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(runner)
+        super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
         self._tracker = tracker
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
@@ -271,7 +279,12 @@ class ClientLimitedSite(web.BaseSite):
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
+            protocol,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            reuse_address=True,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 
 from aiohttp import web
 
@@ -27,8 +28,10 @@ def serve_http(
     leave_requested: asyncio.Event,
     ui: bool = False,
     limits: HTTPLimits | None = None,
+    https: tuple[str, ssl.SSLContext] | None = None,
 ) -> HTTPServer:
-    """An unstarted HTTPServer for ``address`` (``host:port``; port 0 picks one)."""
+    """An unstarted HTTPServer for ``address`` (``host:port``; port 0 picks one; empty:
+    no plaintext listener), and HTTPS on ``https`` (address, context) if given."""
 
     async def on_leave() -> None:
         # Only signal: the agent's owner shuts down (and closes this server).
@@ -56,4 +59,8 @@ def serve_http(
 
     app.router.add_get("/v1/agent/metrics", agent_metrics)
     host, _, port = address.rpartition(":")
-    return HTTPServer(app, host or "127.0.0.1", int(port))
+    tls = None
+    if https is not None:
+        tls_host, _, tls_port = https[0].rpartition(":")
+        tls = (tls_host or "127.0.0.1", int(tls_port), https[1])
+    return HTTPServer(app, host or "127.0.0.1", int(port) if port else None, https=tls)
