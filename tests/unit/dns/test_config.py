@@ -67,3 +67,24 @@ def test_config_file_keys(tmp_path: Path) -> None:
 def test_bad_dns_config_is_a_clear_error(raw: dict[str, object]) -> None:
     with pytest.raises(InvalidArgument):
         dns_config(raw)
+
+
+def test_hcl_config_file_keys(tmp_path: Path) -> None:
+    from agent.configfile.flags import apply_sources
+
+    path = tmp_path / "dns.hcl"
+    path.write_text(
+        'client_addr = "127.0.0.2"\n'
+        "ports {\n  dns = 8653\n}\n"
+        'alt_domain = "alt.example"\n'
+        'recursors = ["192.0.2.1"]\n'
+        'dns_config {\n  only_passing = true\n  node_ttl = "5s"\n}\n'
+    )
+    cfg = apply_sources(AgentConfig(), [("file", str(path))])
+    assert cfg.dns_addr == "127.0.0.2:8653"
+    assert cfg.alt_domain == "alt.example" and cfg.recursors == ("192.0.2.1",)
+    d = dns_config(cfg.dns_config, recursors=cfg.recursors)
+    assert d.only_passing and d.node_ttl == 5
+    off = tmp_path / "off.json"
+    off.write_text(json.dumps({"ports": {"dns": -1}}))
+    assert apply_sources(AgentConfig(), [("file", str(off))]).dns_addr == "127.0.0.1:-1"
