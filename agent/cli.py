@@ -30,6 +30,7 @@ from agent.config import AgentConfig, setup_logging, with_node_id
 from agent.configfile.flags import add_config_flags, apply_sources
 from agent.configfile.runtime import ConfigRuntime
 from agent.demo import add_demo_parser, cmd_demo
+from agent.dns.config import dns_config
 from agent.durations import parse_duration, seconds_duration
 from agent.errors import ConsulError, InvalidArgument
 from agent.shapes import check_json, kv_json, node_json, service_entry_json
@@ -66,6 +67,9 @@ def _agent_parser(sub: Any) -> None:
     p.add_argument("--http-addr", dest="http_addr")
     p.add_argument("--grpc-addr", dest="grpc_addr")
     p.add_argument("--advertise", dest="advertise_addr")
+    p.add_argument("--dns-addr", "-dns-addr", dest="dns_addr", help="HOST:PORT; port -1 disables")
+    p.add_argument("--alt-domain", "-alt-domain", dest="alt_domain")
+    p.add_argument("--recursor", "-recursor", dest="recursors", action="append")
     p.add_argument("--retry-join", "-retry-join", dest="retry_join", action="append")
     p.add_argument("--retry-join-wan", "-retry-join-wan", dest="retry_join_wan", action="append")
     p.add_argument("--store", choices=["memory", "etcd"])
@@ -97,7 +101,15 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
     for name in ("retry_join", "retry_join_wan"):
         if name in flags:
             flags[name] = (*getattr(config, name), *flags[name])
-    return with_node_id(config.merged(flags).validated())
+    config = config.merged(flags).validated()
+    # The DNS settings fail here, before anything starts, when they are bad.
+    dns_config(
+        config.dns_config,
+        domain=config.domain,
+        alt_domain=config.alt_domain,
+        recursors=config.recursors,
+    )
+    return with_node_id(config)
 
 
 def agent_flags(args: argparse.Namespace) -> dict[str, Any]:

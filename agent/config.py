@@ -146,6 +146,11 @@ class AgentConfig:
     config_sources: tuple[tuple[str, str], ...] = ()
     acl: ACLConfig = field(default_factory=ACLConfig)
     primary_datacenter: str = ""
+    # DNS (agent.dns): Consul's keys; ``ports.dns`` sets the port of dns_addr.
+    dns_addr: str = "127.0.0.1:8600"
+    alt_domain: str = ""
+    recursors: tuple[str, ...] = ()
+    dns_config: dict[str, Any] = field(default_factory=dict)
 
     def validated(self) -> AgentConfig:
         if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
@@ -186,6 +191,17 @@ class AgentConfig:
         if isinstance(limits, dict):  # Consul's limits { ... } block: its keys, flattened
             overrides = {**{k: v for k, v in overrides.items() if k != "limits"}, **limits}
         clean: dict[str, Any] = {}
+        overrides = dict(overrides)
+        ports = overrides.get("ports")
+        if isinstance(ports, dict) and "dns" in ports:  # ports.dns: the port of dns_addr
+            ports = dict(ports)
+            dns_port = ports.pop("dns")
+            overrides["ports"] = ports
+            if dns_port is not None:
+                if isinstance(dns_port, bool) or not isinstance(dns_port, int):
+                    raise InvalidArgument("ports.dns must be an integer (-1 disables DNS)")
+                host = str(overrides.get("dns_addr") or self.dns_addr).rpartition(":")[0]
+                overrides["dns_addr"] = f"{host}:{dns_port}"
         for key, value in overrides.items():
             name = {"node": "node_name", "bind_addr": "advertise_addr"}.get(key, key)
             if name not in known and name != "ports":
@@ -206,7 +222,7 @@ class AgentConfig:
                 value = TLSConfig.parse(value)
             elif name in _DURATIONS:
                 value = parse_duration(value)
-            elif name in ("retry_join", "retry_join_wan", "etcd_endpoints"):
+            elif name in ("retry_join", "retry_join_wan", "etcd_endpoints", "recursors"):
                 if isinstance(value, str):
                     value = [v for v in value.split(",") if v]
                 value = tuple(value)

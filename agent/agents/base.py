@@ -30,6 +30,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from agent.config import AgentConfig
+from agent.dns import agent_dns
 from agent.http.limits import HTTPLimits
 from agent.http.operator_routes import OperatorHooks
 from agent.http.protocols import Invoker
@@ -64,6 +65,7 @@ class AgentBase(ABC):
         self.metrics = AgentMetrics(self._samples)
         self.leave_requested = asyncio.Event()
         self.http_address = ""
+        self.dns_address = ""
         self.https_address = ""
         self.grpc_tls_address = ""
         # Certificates are read (and checked) when the agent starts.
@@ -221,6 +223,15 @@ class AgentBase(ABC):
         self.on_stop(stack, "http", http.aclose)
         self.http_address = http.address
         self.https_address = http.tls_address
+
+    async def start_dns(self, stack: contextlib.AsyncExitStack, *, invoker: Invoker) -> None:
+        """Serve Consul's DNS interface on ``config.dns_addr`` (port -1: not at all)."""
+        dns = agent_dns(self.config, invoker)
+        if dns is None:
+            return
+        await dns.start()
+        self.on_stop(stack, "dns", dns.aclose)
+        self.dns_address = dns.address
 
     # ----- metrics ----------------------------------------------------------
 

@@ -230,6 +230,7 @@ class ClientAgent(AgentBase):
             agent_endpoint=agent_endpoint,  # type: ignore[arg-type]
             extend=self.acl.add_http,
         )
+        await self.start_dns(stack, invoker=self.acl.forward)
         logger.info(
             "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s"
             " https=%s grpc_tls=%s",

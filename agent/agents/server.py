@@ -44,6 +44,7 @@ from agent.server.endpoints import (
     TxnEndpoint,
 )
 from agent.server.leader import LeaderElection
+from agent.server.query_endpoint import PreparedQueryEndpoint
 from agent.server.reconcile import reconcile_forever
 from agent.server.snapshots import SnapshotEndpoint
 from agent.server.wan import WanForwarder, WanLinks
@@ -314,6 +315,7 @@ class ServerAgent(AgentBase):
             SnapshotEndpoint(self.store, cfg.datacenter),
             ConfigEndpoint(self.config_entries, ctx.meta),
             self.acl.endpoint,
+            PreparedQueryEndpoint(ctx, self.store, self.dispatch.rpc, reader=self.replica),
         ]
         endpoints = [
             guard(s, e, self.acl.gate) for s, e in zip(SERVER_SERVICES, endpoints, strict=True)
@@ -358,6 +360,7 @@ class ServerAgent(AgentBase):
             agent_endpoint=agent_endpoint,  # type: ignore[arg-type]
             extend=self.acl.add_http,
         )
+        await self.start_dns(stack, invoker=self.dispatch)
         self._loops.spawn(self._stay_alive(), "server-heartbeat")
         self.on_stop(stack, "heartbeat", self._loops.aclose)
         logger.info(

@@ -54,6 +54,7 @@ def apply_sources(config: AgentConfig, sources: list[tuple[str, str]]) -> AgentC
         "http_addr": config.http_addr,
         "grpc_addr": config.grpc_addr,
         "rpc_addr": config.rpc_addr,
+        "dns_addr": config.dns_addr,
     }
     loaded = load_sources(sources, defaults)
     merged = config.merged(loaded.values)

@@ -332,6 +332,13 @@ def _values(flat: dict[str, Any], defaults: dict[str, str]) -> dict[str, Any]:
             continue
         host = (values.get(base) or defaults[base]).rpartition(":")[0] or "127.0.0.1"
         values[field_name] = "" if port < 0 else f"{host}:{port}"
+    # DNS (agent.dns): addresses.dns (else client_addr) and ports.dns; -1 disables.
+    dns_host = flat.get("addresses.dns", client)
+    dns_port = flat.get("ports.dns")
+    if "dns_addr" not in values and (dns_host is not None or dns_port is not None):
+        values["dns_addr"] = _address(
+            dns_host, dns_port, defaults["dns_addr"]
+        )
     if "ports.server" in flat and "rpc_addr" not in values:
         values["rpc_addr"] = _address(None, flat["ports.server"], defaults["rpc_addr"])
     return values
@@ -361,6 +368,7 @@ def load_sources(
         "http_addr": "127.0.0.1:8500",
         "grpc_addr": "127.0.0.1:8502",
         "rpc_addr": "127.0.0.1:8300",
+        "dns_addr": "127.0.0.1:8600",
     }
     base.update(defaults or {})
     return LoadedConfig(

@@ -187,11 +187,21 @@ def etcd_command(
 
 
 def agent_command(
-    name: str, *, grpc_addr: str, http_addr: str, rpc_addr: str | None, args: Iterable[str] = ()
+    name: str,
+    *,
+    grpc_addr: str,
+    http_addr: str,
+    rpc_addr: str | None,
+    args: Iterable[str] = (),
+    dns_addr: str = "127.0.0.1:0",
 ) -> list[str]:
-    """``python -m agent.cli agent`` with its node name and listeners (``rpc_addr``: a server)."""
+    """``python -m agent.cli agent`` with its node name and listeners (``rpc_addr``: a server).
+
+    DNS gets a free port unless ``dns_addr`` names one (the default, 8600, is
+    one per machine).
+    """
     cmd = [sys.executable, "-m", "agent.cli", "agent", "--node", name]
-    cmd += ["--grpc-addr", grpc_addr, "--http-addr", http_addr]
+    cmd += ["--grpc-addr", grpc_addr, "--http-addr", http_addr, "--dns-addr", dns_addr]
     if rpc_addr is not None:
         cmd += ["--server", "--rpc-addr", rpc_addr]
     return cmd + list(args)

@@ -39,6 +39,7 @@ from agent.http.limits import (
 )
 from agent.http.params import MAX_BODY_SIZE
 from agent.http.protocols import Invoker, LocalAgent
+from agent.http.query_routes import add_query_routes
 from agent.http.session_routes import add_session_routes
 from agent.http.snapshot_routes import add_snapshot_routes
 from agent.http.txn_routes import add_txn_routes
@@ -88,4 +89,5 @@ def build_app(
     add_config_routes(app.router)
     add_acl_routes(app.router)
     add_ui_routes(app.router, serve_ui=ui)
+    add_query_routes(app.router)
     return app

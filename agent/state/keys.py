@@ -32,6 +32,7 @@ __all__ = [
     "LEADER",
     "MEMBERS",
     "NODES",
+    "QUERIES",
     "SERVICES",
     "SESSIONS",
     "alive_key",
@@ -64,6 +65,8 @@ MEMBERS = "members/"
 ALIVE = "alive/"
 LEADER = "leader/"
 SESSIONS = "sessions/"
+#: Prepared queries, ``queries/<uuid>`` (agent.state.queries).
+QUERIES = "queries/"
 IDX_NODES = "idx/nodes/"
 IDX_SERVICES = "idx/services/"
 IDX_CHECKS = "idx/checks/"

@@ -70,6 +70,7 @@ class AgentProcess:
     rpc_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
+    dns_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -85,6 +86,10 @@ class AgentProcess:
         return f"127.0.0.1:{self.http_port}"
 
     @property
+    def dns_addr(self) -> str:
+        return f"127.0.0.1:{self.dns_port}"
+
+    @property
     def log_path(self) -> Path:
         return self.log_dir / f"{self.name}.log"
 
@@ -93,6 +98,7 @@ class AgentProcess:
             self.name,
             grpc_addr=self.grpc_addr,
             http_addr=self.http_addr,
+            dns_addr=self.dns_addr,
             rpc_addr=self.rpc_addr if self.server else None,
             args=["--log-level", "DEBUG", *self.args],
         )

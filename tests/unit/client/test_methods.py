@@ -53,6 +53,7 @@ def test_table_covers_every_service() -> None:
         "consul.snapshot.v1.SnapshotService",
         "consul.config.v1.ConfigService",
         "consul.acl.v1.ACLService",
+        "consul.query.v1.PreparedQueryService",
     }
     status = methods_of(status_pb2.DESCRIPTOR.services_by_name["StatusService"])
     assert [m.name for m in status] == ["Ping", "Leader", "Peers"]

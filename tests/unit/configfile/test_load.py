@@ -113,13 +113,13 @@ def test_keys_we_lack_are_accepted_with_a_warning(tmp_path: Path) -> None:
         tmp_path,
         "c.hcl",
         "performance {\n  raft_multiplier = 5\n}\nports {\n  serf_lan = 8301\n}\n"
-        'telemetry {\n  statsd_address = "x:1"\n}\ndns_config {\n  allow_stale = true\n}\n',
+        'telemetry {\n  statsd_address = "x:1"\n}\nlimits {\n  kv_max_value_size = 5\n}\n',
     )
     loaded = load_sources([("file", str(path))])
     text = "\n".join(loaded.warnings)
     assert "c.hcl:2: config key performance.raft_multiplier is accepted" in text
     assert "c.hcl:5: config key ports.serf_lan" in text
-    assert "telemetry" in text and "dns_config" in text
+    assert "telemetry" in text and "limits.kv_max_value_size" in text
     assert "not supported by consul-grpc yet" in text
     assert loaded.values == {}
 
@@ -144,5 +144,6 @@ def test_addresses_and_ports_compose(tmp_path: Path) -> None:
 def test_other_teams_keys_are_listed_to_plug_in() -> None:
     for key in ("dns_config", "ports.dns", "ui_config", "limits", "acl", "tls"):
         assert key in KEYS, key
-    assert KEYS["ports.dns"].use is Use.PLANNED
+    assert KEYS["ports.dns"].use is Use.SUPPORTED  # plugged in by agent.dns
+    assert KEYS["limits.kv_max_value_size"].use is Use.PLANNED
     assert KEYS["performance.raft_multiplier"].use is Use.ACCEPTED
