@@ -10,9 +10,9 @@ Nothing is instrumented twice: each agent already counts what it does
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -33,6 +33,8 @@ __all__ = [
     "local_samples",
     "member_samples",
     "router_samples",
+    "stream_samples",
+    "views_samples",
 ]
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -204,3 +206,70 @@ def member_samples(members: Iterable[mpb.Member], events: int, pool: str) -> Ite
     yield Sample(
         "consul_membership_events", "counter", "Membership events seen", events, {"pool": pool}
     )
+
+
+class ViewsSource(Protocol):
+    """What ``views_samples`` reads: an agent's ``agent.views.ViewStore`` fits."""
+
+    @property
+    def stats(self) -> Any: ...
+
+    def views(self) -> Sequence[Any]: ...
+
+
+class PublisherSource(Protocol):
+    """What ``stream_samples`` reads: a server's ``agent.stream.Publisher`` fits."""
+
+    @property
+    def stats(self) -> Any: ...
+
+    def slots(self) -> Mapping[Any, int]: ...
+
+
+def views_samples(store: ViewsSource) -> Iterator[Sample]:
+    """The agent's materialized views (DESIGN.md section 7)."""
+    views = list(store.views())
+    s = store.stats
+    yield Sample("consul_views", "gauge", "Materialized views open", len(views))
+    yield Sample(
+        "consul_views_connected",
+        "gauge",
+        "Views whose subscription is up",
+        sum(1 for v in views if v.connected),
+    )
+    yield Sample(
+        "consul_views_events_applied",
+        "counter",
+        "Values applied by the open views",
+        sum(v.stats.events for v in views),
+    )
+    yield Sample(
+        "consul_views_snapshot_resets",
+        "counter",
+        "New snapshots received by the open views",
+        sum(v.stats.resets for v in views),
+    )
+    yield Sample("consul_views_hits", "counter", "Reads answered from a cached answer", s.hits)
+    yield Sample("consul_views_misses", "counter", "Reads that built their answer", s.misses)
+    yield Sample(
+        "consul_views_delegated",
+        "counter",
+        "Covered reads sent to a server after a local write",
+        s.delegated,
+    )
+    yield Sample("consul_views_created", "counter", "Views created", s.created)
+    yield Sample(
+        "consul_views_expired", "counter", "Views closed idle or evicted", s.expired + s.evicted
+    )
+
+
+def stream_samples(publisher: PublisherSource) -> Iterator[Sample]:
+    """A server's subscriptions (the other end of the views)."""
+    s = publisher.stats
+    yield Sample("consul_stream_subscribers", "gauge", "Open subscriptions", s.subscribers)
+    yield Sample("consul_stream_keys", "gauge", "Subscribed topic keys", len(publisher.slots()))
+    yield Sample("consul_stream_subscriptions", "counter", "Subscriptions opened", s.subscriptions)
+    yield Sample("consul_stream_events", "counter", "Values published", s.events)
+    yield Sample("consul_stream_sent", "counter", "Stream messages sent", s.sent)
+    yield Sample("consul_stream_snapshots", "counter", "Snapshots served", s.snapshots)
+    yield Sample("consul_stream_resumes", "counter", "Subscriptions resumed", s.resumes)

@@ -34,12 +34,14 @@ from agent.metrics import (
     local_samples,
     member_samples,
     router_samples,
+    views_samples,
 )
 from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
 from agent.router import Router
 from agent.rpc.methods import CLIENT_FORWARDED_SERVICES
 from agent.server.agent import add_health_and_reflection, bind_grpc
 from agent.server.handlers import service_handler
+from agent.views import ViewInvoker, ViewStore, client_source, views_stats
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.membership.v1 import membership_pb2 as mpb
@@ -75,6 +77,9 @@ class ClientAgent:
             burst=config.rpc_max_burst,
             hold_timeout=config.rpc_hold_timeout,
         )
+        # Discovery reads are answered from views fed by server streams.
+        self.views = ViewStore(client_source(self.client), hold_timeout=config.rpc_hold_timeout)
+        self.reads = ViewInvoker(self.client, self.views, config.datacenter)
         self.membership = MembershipClient(
             self.member,
             self.router,
@@ -140,6 +145,7 @@ class ClientAgent:
 
     def metric_samples(self) -> Iterator[Sample]:
         yield from client_samples(self.client.stats)
+        yield from views_samples(self.views)
         yield from router_samples(self.router)
         yield from local_samples(self.local)
         yield from member_samples(self.membership.members.values(), self.membership.events, "lan")
@@ -187,6 +193,7 @@ class ClientAgent:
                 "serf_lan.events": str(self.membership.events),
                 "agent.services": str(len(self.local.state.services)),
                 "agent.checks": str(len(self.local.state.definitions)),
+                **views_stats(self.views),
             }
         )
         return resp
@@ -210,11 +217,12 @@ class ClientAgent:
     async def start(self) -> None:
         self.pool.start()
         self.router.start()
+        await self.views.start()
         self.grpc_server = grpc.aio.server(options=list(SERVER_KEEPALIVE_OPTIONS))
         self.grpc_address = bind_grpc(self.grpc_server, self.config.grpc_addr)
         for service in FORWARDED_SERVICES:
             self.grpc_server.add_generic_rpc_handlers(
-                [service_handler(service, _NoEndpoint(), self.client.rpc)]
+                [service_handler(service, _NoEndpoint(), self.reads.rpc)]
             )
         self.grpc_server.add_generic_rpc_handlers(
             [service_handler(AGENT_SERVICE, self.local.endpoint)]
@@ -228,7 +236,7 @@ class ClientAgent:
         if self.config.http_addr:
             self.http = serve_http(
                 self.config.http_addr,
-                invoker=self.client,
+                invoker=self.reads,
                 agent_endpoint=self.local.endpoint,
                 datacenter=self.config.datacenter,
                 node_name=self.config.node_name,
@@ -254,6 +262,7 @@ class ClientAgent:
             await asyncio.wait_for(self.membership.aclose(leave=True), 5.0)
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=2.0)
+        await self.views.aclose()
         await self.router.aclose()
         await self.pool.aclose()
         logger.info("client agent stopped node=%s", self.config.node_name)

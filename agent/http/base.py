@@ -32,6 +32,7 @@ __all__ = [
     "error_middleware",
     "json_response",
     "meta_headers",
+    "read_json",
     "text_response",
 ]
 
@@ -95,6 +96,43 @@ def json_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+async def read_json(
+    request: web.Request,
+    path: str,
+    rpc_request: Message,
+    response_type: type[M],
+    to_json: Callable[[M], Any],
+) -> web.Response:
+    """A read answered as JSON with its read headers: the one rendered-answer hook.
+
+    When the invoker keeps rendered answers (``agent.views.ViewInvoker.rendered``)
+    the JSON bytes come from its cache, built once per view version and
+    variant; else the response is rendered here. ``?cached`` (Consul's agent
+    cache) adds ``X-Cache: HIT|MISS`` and ``Age``.
+    """
+    ctx = context(request)
+    indent = 4 if "pretty" in request.query else None
+
+    def render(response: Message) -> bytes:
+        assert isinstance(response, response_type)
+        return json.dumps(to_json(response), indent=indent).encode()
+
+    rendered = getattr(ctx.invoker, "rendered", None)
+    spec = method_spec(path)
+    hit, age = False, 0.0
+    if rendered is not None:
+        answer = await rendered(spec, rpc_request, "json4" if indent else "json", render)
+        response, body, hit, age = answer.response, answer.body, answer.hit, answer.age
+    else:
+        response = await ctx.call(path, rpc_request, response_type)
+        body = render(response)
+    headers = meta_headers(response.meta)
+    if "cached" in request.query:
+        headers["X-Cache"] = "HIT" if hit else "MISS"
+        headers["Age"] = str(int(age))
+    return web.Response(body=body, content_type="application/json", headers=headers)
 
 
 def text_response(status: int, text: str) -> web.Response:

@@ -32,6 +32,8 @@ from agent.metrics import (
     local_samples,
     member_samples,
     router_samples,
+    stream_samples,
+    views_samples,
 )
 from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
 from agent.router import Router
@@ -60,6 +62,8 @@ from agent.state.txn import TxnState
 from agent.store import Store
 from agent.store.factory import open_store
 from agent.store.replica import ReplicaStore
+from agent.stream import Publisher, SubscribeEndpoint, WanStreamForwarder
+from agent.views import ViewInvoker, ViewStore, views_stats
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.membership.v1 import membership_pb2 as mpb
@@ -160,6 +164,18 @@ class ServerAgent:
             heartbeat_interval=self.heartbeat_interval,
         )
         self.dispatch = Dispatcher(config.datacenter, self.forwarder)
+        # Subscriptions (agent.stream) and this server's own views (agent.views).
+        self.publisher = Publisher(
+            self.replica or self.store,
+            self.catalog,
+            self.kv,
+            known_leader=lambda: bool(self.leader and self.leader.known_leader),
+        )
+        self.subscribe = SubscribeEndpoint(
+            self.publisher, config.datacenter, WanStreamForwarder(self.wan_router, self.pool)
+        )
+        self.views = ViewStore(self.subscribe.Subscribe, hold_timeout=config.rpc_hold_timeout)
+        self.reads = ViewInvoker(self.dispatch, self.views, config.datacenter, blocking_only=True)
         self.metrics = AgentMetrics(self.metric_samples)
         self.leave_requested = asyncio.Event()
         self.http: HTTPServer | None = None
@@ -200,6 +216,8 @@ class ServerAgent:
         yield from local_samples(self.local)
         yield from member_samples(self.hub.members.values(), self.hub.events, "lan")
         yield from member_samples(self.wan_hub.members.values(), self.wan_hub.events, "wan")
+        yield from views_samples(self.views)
+        yield from stream_samples(self.publisher)
         leader = self.leader
         yield Sample(
             "consul_server_is_leader",
@@ -230,6 +248,8 @@ class ServerAgent:
                 "agent.services": str(len(self.local.state.services)),
                 "agent.checks": str(len(self.local.state.definitions)),
                 "agent.store": self.store.kind,
+                "stream.subscribers": str(self.publisher.stats.subscribers),
+                **views_stats(self.views),
             }
         )
         return resp
@@ -321,11 +341,12 @@ class ServerAgent:
             SessionEndpoint(ctx),
             EventEndpoint(ctx),
             TxnEndpoint(ctx),
+            self.subscribe,
         ]
         for service, endpoint in zip(SERVICES, endpoints, strict=True):
             self.dispatch.register(service, endpoint)
             self.grpc_server.add_generic_rpc_handlers(
-                [service_handler(service, endpoint, self.dispatch.rpc)]
+                [service_handler(service, endpoint, self.reads.rpc)]
             )
         self.grpc_server.add_generic_rpc_handlers(
             [service_handler(AGENT_SERVICE, self.local.endpoint)]
@@ -333,6 +354,8 @@ class ServerAgent:
         add_health_and_reflection(
             self.grpc_server, [s.full_name for s in [*SERVICES, AGENT_SERVICE]]
         )
+        await self.publisher.start()
+        await self.views.start()
         await self.hub.start()
         await self.wan_hub.start()
         self.pool.start()
@@ -345,7 +368,7 @@ class ServerAgent:
         if cfg.http_addr:
             self.http = serve_http(
                 cfg.http_addr,
-                invoker=self.dispatch,
+                invoker=self.reads,
                 agent_endpoint=self.local.endpoint,
                 datacenter=cfg.datacenter,
                 node_name=cfg.node_name,
@@ -392,8 +415,10 @@ class ServerAgent:
                 await asyncio.wait_for(self.lan.leave(self.config.node_name), 3.0)
         if self.leader is not None:
             await self.leader.aclose()
+        await self.publisher.aclose()  # ends subscriptions: their agents move on at once
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=2.0)
+        await self.views.aclose()
         await self.hub.aclose()
         await self.wan_hub.aclose()
         await self.wan_router.aclose()
