@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from agent.client import Client
-from agent.errors import NoPathToDatacenter, NoServers, RemoteDCUnreachable
+from agent.errors import NoPathToDatacenter, NoServers, RemoteDCUnreachable, Unavailable
 from agent.pool import ConnPool
 from agent.router import Router
 from agent.rpc.methods import MethodSpec, method_spec
@@ -54,6 +54,12 @@ class WanStreamForwarder:
                 yield message
         except NoServers as exc:
             raise RemoteDCUnreachable() from exc
+        except Unavailable as exc:
+            if type(exc) is Unavailable:  # a transport failure there, not an answer
+                raise RemoteDCUnreachable(
+                    f"Remote DC has no server currently reachable: {exc.message}"
+                ) from exc
+            raise
 
 
 class SubscribeEndpoint:
