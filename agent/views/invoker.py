@@ -152,9 +152,14 @@ def _variant(path: str, request: Message) -> bytes:
 
     The token stays: per-token filtering will make it part of the answer.
     """
-    copy = type(request)()
-    copy.CopyFrom(request)
-    options = getattr(copy, "options")  # noqa: B009
-    options.min_index = 0
-    options.ClearField("max_wait")
-    return path.encode() + b"\x00" + copy.SerializeToString(deterministic=True)
+    options = getattr(request, "options")  # noqa: B009
+    if options.min_index or options.HasField("max_wait"):
+        copy = type(request)()
+        copy.CopyFrom(request)
+        request = copy
+        options = getattr(copy, "options")  # noqa: B009
+        options.min_index = 0
+        options.ClearField("max_wait")
+        if not options.ByteSize():
+            copy.ClearField("options")
+    return path.encode() + b"\x00" + request.SerializeToString(deterministic=True)

@@ -34,6 +34,10 @@ __all__ = ["READS", "Read"]
 
 T = TypeVar("T")
 
+_PLAIN_CONSISTENCY = frozenset(
+    {qpb.CONSISTENCY_UNSPECIFIED, qpb.CONSISTENCY_STALE, qpb.CONSISTENCY_CONSISTENT}
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Read:
@@ -41,6 +45,12 @@ class Read:
 
     key_of: Callable[[Any], tuple[int, str] | None]
     answer: Callable[[Any, spb.Event, qpb.QueryMeta], Message]
+
+
+def _options(options: qpb.QueryOptions) -> None:
+    """Validate query options as the server does (``query_opts``), cheaply when plain."""
+    if options.consistency not in _PLAIN_CONSISTENCY or options.HasField("max_wait"):
+        query_opts(options)
 
 
 def _filtered(expr: str, rows: Sequence[T], to_row: Callable[[T], dict[str, Any]]) -> list[T]:
@@ -70,7 +80,7 @@ def _entries(
 
 
 def _service_key(req: Any) -> tuple[int, str]:
-    query_opts(req.options)
+    _options(req.options)
     return spb.TOPIC_SERVICE_HEALTH, check_name(req.service, "service name")
 
 
@@ -97,7 +107,7 @@ def _service_checks(
 
 
 def _node_key(req: Any) -> tuple[int, str]:
-    query_opts(req.options)
+    _options(req.options)
     return spb.TOPIC_NODE, check_name(req.node, "node")
 
 
@@ -122,7 +132,7 @@ def _instances(
 
 
 def _nodes_key(req: cpb.ListNodesRequest) -> tuple[int, str]:
-    query_opts(req.options)
+    _options(req.options)
     return spb.TOPIC_CATALOG_NODES, ""
 
 
@@ -135,7 +145,7 @@ def _nodes(
 
 
 def _services_key(req: cpb.ListServicesRequest) -> tuple[int, str] | None:
-    query_opts(req.options)
+    _options(req.options)
     if req.node_meta or req.options.filter:
         return None  # needs every instance: a server answers it
     return spb.TOPIC_CATALOG_SERVICES, ""
@@ -161,7 +171,7 @@ def _get_node(
 
 
 def _kv_key(req: kpb.GetRequest) -> tuple[int, str]:
-    query_opts(req.options)
+    _options(req.options)
     validate_key(req.key)
     return spb.TOPIC_KV_KEY, req.key
 
@@ -174,7 +184,7 @@ def _kv_get(req: kpb.GetRequest, value: spb.Event, meta: qpb.QueryMeta) -> kpb.G
 
 
 def _kv_prefix(req: Any) -> tuple[int, str]:
-    query_opts(req.options)
+    _options(req.options)
     validate_key(req.prefix, allow_empty=True)
     return spb.TOPIC_KV_PREFIX, req.prefix
 

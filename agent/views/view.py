@@ -31,7 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from google.protobuf.message import Message
 
@@ -54,9 +54,8 @@ class Source(Protocol):
     def __call__(self, request: spb.SubscribeRequest) -> AsyncIterator[spb.SubscribeResponse]: ...
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ViewKey:
-    """What a view follows."""
+class ViewKey(NamedTuple):
+    """What a view follows (a tuple: built and hashed on every read, so kept cheap)."""
 
     datacenter: str
     topic: int

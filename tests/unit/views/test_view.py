@@ -241,3 +241,18 @@ async def test_store_shares_views_and_expires_idle_ones() -> None:
         assert KEY not in {v.key for v in store.views()}
         clock.now += 61
         assert store.reap() == 2 and len(store) == 0
+
+
+def test_variant_ignores_the_blocking_options_only() -> None:
+    from agent.views.invoker import _variant
+    from generated.consul.health.v1 import health_pb2 as hpb
+
+    path = "/consul.health.v1.HealthService/ServiceHealth"
+    plain = hpb.ServiceHealthRequest(service="web", passing_only=True)
+    blocking = hpb.ServiceHealthRequest(service="web", passing_only=True)
+    blocking.options.min_index = 42
+    blocking.options.max_wait.seconds = 30
+    assert _variant(path, plain) == _variant(path, blocking)
+    assert blocking.options.min_index == 42  # the caller's request is left alone
+    other = hpb.ServiceHealthRequest(service="web", tags=["v1"])
+    assert _variant(path, other) != _variant(path, plain)
