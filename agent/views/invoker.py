@@ -117,23 +117,24 @@ class ViewInvoker:
         dc = request_datacenter(request) or self.local_dc
         view = self.views.view(ViewKey(dc, topic_key[0], topic_key[1]))
         await view.usable()
+        # Keyed before a blocking wait: the wake of many readers is then lookups only.
+        variant = _variant(spec.path, request)
         if options.min_index:
             await view.wait_index(options.min_index, request_wait(request))
             await view.usable()
         elif view.position < self._last_write and dc == self.local_dc:
             self.views.stats.delegated += 1
             return None
-        return self._cached(view, read.answer, spec.path, request)
+        return self._cached(view, read.answer, variant, request)
 
     def _cached(
         self,
         view: View,
         answer: Callable[[Any, Any, qpb.QueryMeta], Message],
-        spec_path: str,
+        variant: bytes,
         request: Message,
     ) -> Answer:
         assert view.value is not None
-        variant = _variant(spec_path, request)
         if view.connected:
             found = view.answer(variant)
             if found is not None:
