@@ -222,7 +222,7 @@ class ClientAgent:
         self.grpc_address = bind_grpc(self.grpc_server, self.config.grpc_addr)
         for service in FORWARDED_SERVICES:
             self.grpc_server.add_generic_rpc_handlers(
-                [service_handler(service, _NoEndpoint(), self.reads.rpc)]
+                [service_handler(service, _NoEndpoint(), self.reads.rpc, self.reads.serialize)]
             )
         self.grpc_server.add_generic_rpc_handlers(
             [service_handler(AGENT_SERVICE, self.local.endpoint)]

@@ -125,11 +125,14 @@ def service_handler(
     service: ServiceDescriptor,
     endpoint: object,
     call: Callable[[MethodSpec, Message], Awaitable[Message]] | None = None,
+    serialize: Callable[[Message], bytes] | None = None,
 ) -> grpc.GenericRpcHandler:
     """A generic handler serving ``service`` with ``endpoint``'s methods.
 
     Unary calls go through ``call`` (a ``Dispatcher.rpc`` or a client agent's
     forwarding ``Client.rpc``) when given, else straight to the endpoint.
+    ``serialize`` writes unary responses (an agent's views keep the bytes of
+    their cached answers); default: the message's own serializer.
     """
 
     async def direct(spec: MethodSpec, request: Message) -> Message:
@@ -149,6 +152,6 @@ def service_handler(
             handlers[name] = grpc.unary_unary_rpc_method_handler(
                 _unary(spec, call or direct),
                 request_deserializer=spec.request_type.FromString,
-                response_serializer=spec.response_type.SerializeToString,
+                response_serializer=serialize or spec.response_type.SerializeToString,
             )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

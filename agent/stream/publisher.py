@@ -8,10 +8,10 @@ change to service ``web`` becomes the new health entries of ``web``, once)
 and the new value is published into that topic's table, waking only the
 subscribers of that key. Keys nobody subscribes to cost nothing.
 
-The buffer: events are whole values, so a topic's bounded buffer keeps, per
-subscribed key, the latest event (older ones are superseded, never needed to
-resume), plus a bounded ring of recent ``(index, key)`` for introspection. A
-slot lives while it has subscribers (bounded by ``max_keys``).
+The buffer: events are whole values, so the buffer shared by a topic's
+subscribers keeps, per subscribed key, only the latest event (older ones are
+superseded: a resume never needs them). A key's slot lives while it has
+subscribers; slots are bounded by ``max_keys``.
 
 A subscriber (``subscribe``) gets:
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -54,8 +53,6 @@ logger = logging.getLogger(__name__)
 HEARTBEAT = 5.0
 #: Subscribed keys at most (one slot per key, shared by its subscribers).
 MAX_KEYS = 100_000
-#: Recent (index, key) kept per topic, for introspection.
-RING = 1024
 _CLOSE_TIMEOUT = 2.0
 
 
@@ -115,7 +112,6 @@ class Publisher:
         self.position = 0
         self._slots: dict[TopicKey, _Slot] = {}
         self._kv_prefixes: dict[str, int] = {}
-        self._rings: dict[int, deque[tuple[int, str]]] = {}
         self._dirty: set[TopicKey] = set()
         self._seen = 0
         self._kick = asyncio.Event()
@@ -214,8 +210,6 @@ class Publisher:
         if slot is None or not slot.publish(event):
             return
         self.stats.events += 1
-        ring = self._rings.setdefault(tk.topic, deque(maxlen=RING))
-        ring.append((event.index, tk.key))
 
     # -- subscribers -----------------------------------------------------
 

@@ -22,12 +22,14 @@ across servers), its blocking reads by views (one subscription per key
 instead of one store wait per watcher).
 
 ``rendered`` is the HTTP layer's hook: the response and its bytes, built and
-serialized once per view version and variant.
+serialized once per view version and variant; ``serialize`` is the gRPC
+handlers' (their response serializer), for the same bytes over gRPC.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,6 +44,9 @@ from agent.views.view import Answer, View, ViewKey
 from generated.consul.common.v1 import query_pb2 as qpb
 
 __all__ = ["Invoker", "Rendered", "ViewInvoker"]
+
+#: Answers handed to gRPC whose bytes ``serialize`` may be asked for.
+_MAX_SENT = 1024
 
 
 class Invoker(Protocol):
@@ -71,12 +76,30 @@ class ViewInvoker:
         self.views = views
         self.local_dc = local_dc
         self._last_write = 0
+        self._sent: OrderedDict[int, Answer] = OrderedDict()
 
     async def rpc(self, spec: MethodSpec, request: Message) -> Message:
         found = await self._answer(spec, request)
         if found is not None:
+            self._sent[id(found.response)] = found
+            while len(self._sent) > _MAX_SENT:
+                self._sent.popitem(last=False)
             return found.response
         return await self._delegate(spec, request)
+
+    def serialize(self, message: Message) -> bytes:
+        """gRPC response bytes: a cached answer's are serialized once per view version.
+
+        ``_sent`` holds each answer (and so its response) alive, so an ``id``
+        found there cannot belong to another message.
+        """
+        found = self._sent.get(id(message))
+        if found is None or found.response is not message:
+            return message.SerializeToString()
+        data = found.rendered.get("grpc")
+        if data is None:
+            data = found.rendered["grpc"] = message.SerializeToString()
+        return data
 
     async def rendered(
         self, spec: MethodSpec, request: Message, fmt: str, render: Callable[[Message], bytes]
