@@ -130,9 +130,13 @@ class ViewStore:
             task.cancel()
 
     def reap(self) -> int:
-        """Close the views idle for longer than ``idle_timeout``; how many."""
+        """Close the views idle past ``idle_timeout`` (never while a blocking read waits)."""
         now = self._clock()
-        idle = [k for k, v in self._views.items() if now - v.last_read > self.idle_timeout]
+        idle = [
+            k
+            for k, v in self._views.items()
+            if now - v.last_read > self.idle_timeout and not v.waiting
+        ]
         for key in idle:
             self._close(key)
         self.stats.expired += len(idle)

@@ -111,6 +111,8 @@ class View:
         self.error: ConsulError | None = None
         self.ready = False
         self.last_read = clock()
+        #: Blocking reads waiting on this view now (an idle reaper spares it).
+        self.waiting = 0
         self.stats = ViewStats()
         self.answers: OrderedDict[bytes, Answer] = OrderedDict()
         self._changed = asyncio.Event()
@@ -251,16 +253,21 @@ class View:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.index <= min_index:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            changed = self._changed
-            try:
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
-            except TimeoutError:
-                return
+        self.waiting += 1
+        try:
+            while self.index <= min_index:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                changed = self._changed
+                try:
+                    async with asyncio.timeout(remaining):
+                        await changed.wait()
+                except TimeoutError:
+                    return
+        finally:
+            self.waiting -= 1
+            self.last_read = self._clock()
 
     def answer(self, variant: bytes) -> Answer | None:
         """The cached answer of ``variant`` at the current version, if any."""

@@ -256,3 +256,23 @@ def test_variant_ignores_the_blocking_options_only() -> None:
     assert blocking.options.min_index == 42  # the caller's request is left alone
     other = hpb.ServiceHealthRequest(service="web", tags=["v1"])
     assert _variant(path, other) != _variant(path, plain)
+
+
+async def test_a_view_with_a_blocked_reader_is_not_reaped() -> None:
+    """Regression: a 10-minute blocking read outlived the 10-minute idle timeout."""
+    source, clock = FauxSource(), Clock()
+    async with ViewStore(source, hold_timeout=7.0, idle_timeout=60, clock=clock) as store:
+        view = store.view(KEY)
+        stream = await source.next_stream()
+        await feed(stream, *snapshot(10, "a"))
+        await view.usable()
+        waiter = asyncio.ensure_future(view.wait_index(10, 600))
+        await settle()
+        clock.now += 61
+        assert store.reap() == 0 and view.waiting == 1
+        await feed(stream, change(11, "a", "b"))
+        async with asyncio.timeout(T):
+            await waiter
+        assert view.waiting == 0 and store.reap() == 0  # the wait counted as a read
+        clock.now += 61
+        assert store.reap() == 1
