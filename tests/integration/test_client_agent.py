@@ -258,3 +258,4 @@ def test_members_cli_shows_router_state_and_rebalance_hook(cluster: Cluster) -> 
     assert f"dev ({dev.rpc_addr}) *" in out and "offline=false" in out
     wait_s = float(out.split("next_rebalance_in=")[1].split("s")[0])
     assert wait_s <= 1.5  # the hook replaced the 120-180 s interval
+    assert "Views: " in out and "views.count=" in out and "views.hits=" in out

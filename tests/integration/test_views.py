@@ -195,6 +195,17 @@ def test_blocking_query_waits_on_the_view(cluster: Cluster, dc: str) -> None:
     before = int(stats(client)["client.rpc"])
     assert get(client, "/v1/health/service/web?consistent")[0] == 200
     assert int(stats(client)["client.rpc"]) == before + 1
+    # Metrics: the client's views, and the server's subscriptions.
+    with urllib.request.urlopen(
+        f"http://{client.http_addr}/v1/agent/metrics?format=prometheus", timeout=T
+    ) as resp:
+        text = resp.read().decode()
+    assert "consul_views 1.0" in text and "consul_views_hits_total" in text
+    with urllib.request.urlopen(
+        f"http://{dev.http_addr}/v1/agent/metrics?format=prometheus", timeout=T
+    ) as resp:
+        text = resp.read().decode()
+    assert "consul_stream_subscribers 1.0" in text
     # Bad input is still a 400, not a traceback.
     status, _, text = get(client, "/v1/health/service/web?filter=Service.Port%20%3D%3D")
     assert status == 400, text
