@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from agent.config import AgentConfig, load_config_file, setup_logging, with_node_id
-from agent.convert import seconds_duration
 from agent.demo import add_demo_parser, cmd_demo
-from agent.durations import parse_duration
+from agent.durations import parse_duration, seconds_duration
 from agent.errors import ConsulError, InvalidArgument
 from agent.shapes import check_json, kv_json, node_json, service_entry_json
 from generated.consul.agent.v1 import agent_pb2, agent_pb2_grpc
@@ -36,8 +35,8 @@ from generated.consul.kv.v1 import kv_pb2, kv_pb2_grpc
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
 if TYPE_CHECKING:
-    from agent.client.agent import ClientAgent
-    from agent.server.agent import ServerAgent
+    from agent.agents.client import ClientAgent
+    from agent.agents.server import ServerAgent
 
 __all__ = ["main"]
 
@@ -101,11 +100,11 @@ async def run_agent(config: AgentConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     agent: ServerAgent | ClientAgent
     if config.server:
-        from agent.server.agent import ServerAgent
+        from agent.agents.server import ServerAgent
 
         agent = ServerAgent(config)
     else:
-        from agent.client.agent import ClientAgent
+        from agent.agents.client import ClientAgent
 
         agent = ClientAgent(config)
     async with agent:

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from google.protobuf.duration_pb2 import Duration
-
+from agent.durations import duration_seconds, seconds_duration
 from agent.errors import InvalidArgument
 from agent.state.blocking import QueryOpts
 from generated.consul.common.v1 import query_pb2 as qpb
 
-__all__ = [
-    "MAX_NAME_LENGTH",
-    "check_name",
-    "duration_seconds",
-    "query_meta",
-    "query_opts",
-    "seconds_duration",
-]
+__all__ = ["MAX_NAME_LENGTH", "check_name", "query_meta", "query_opts"]
 
 MAX_NAME_LENGTH = 512
 
@@ -24,19 +16,6 @@ _CONSISTENCY = {
     qpb.CONSISTENCY_STALE: "stale",
     qpb.CONSISTENCY_CONSISTENT: "consistent",
 }
-
-
-def duration_seconds(d: Duration, what: str = "duration") -> float:
-    """Seconds in ``d``; a negative duration is INVALID_ARGUMENT."""
-    if d.seconds < 0 or d.nanos < 0:
-        raise InvalidArgument(f"{what} must not be negative")
-    return d.seconds + d.nanos / 1e9
-
-
-def seconds_duration(seconds: float) -> Duration:
-    d = Duration()
-    d.FromNanoseconds(int(seconds * 1e9))
-    return d
 
 
 def check_name(value: str, what: str, *, required: bool = True) -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+from google.protobuf.duration_pb2 import Duration
+
 from agent.errors import InvalidArgument
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["duration_seconds", "format_duration", "parse_duration", "seconds_duration"]
 
 _UNITS = {
     "ns": 1e-9,
@@ -77,3 +79,16 @@ def format_duration(seconds: float) -> str:
         out += f"{int(minutes)}m"
     out += f"{round(secs, 9):g}s"
     return out
+
+
+def duration_seconds(d: Duration, what: str = "duration") -> float:
+    """Seconds in ``d``; a negative duration is INVALID_ARGUMENT."""
+    if d.seconds < 0 or d.nanos < 0:
+        raise InvalidArgument(f"{what} must not be negative")
+    return d.seconds + d.nanos / 1e9
+
+
+def seconds_duration(seconds: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d

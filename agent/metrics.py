@@ -1,14 +1,22 @@
 """Agent metrics: Prometheus text or Consul's JSON, read live at each scrape.
 
 Nothing is instrumented twice: each agent already counts what it does
-(``Client.stats``, ``RPC_STATS``, its routers, membership and anti-entropy), and
-``AgentMetrics`` turns a snapshot of those counts into metric families when
+(``Client.stats``, its ``RpcStats``, its routers, membership and anti-entropy),
+and ``AgentMetrics`` turns a snapshot of those counts into metric families when
 ``/v1/agent/metrics`` is asked for them. Names follow Consul's
 (``consul_client_rpc``, ``consul_client_rpc_exceeded`` ...).
+
+The ``*_samples`` functions read what they need through the small Protocols
+declared here, which the router, the local agent and the client's stats
+satisfy without importing this module: metrics sit below the parts they
+measure.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import resource
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +26,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.client import ClientStats
-from agent.local.core import LocalAgent
-from agent.router import Router
-from agent.server.handlers import RPC_STATS
 from agent.shapes import STATUS_NAMES
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
@@ -33,6 +37,8 @@ __all__ = [
     "local_samples",
     "member_samples",
     "router_samples",
+    "rpc_samples",
+    "runtime_samples",
     "stream_samples",
     "views_samples",
 ]
@@ -51,8 +57,90 @@ class Sample:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def rpc_samples() -> Iterator[Sample]:
-    for (path, code), count in sorted(RPC_STATS.calls.items()):
+class RpcCounts(Protocol):
+    """Calls served, by (method path, status code name) (``rpc.handlers.RpcStats``)."""
+
+    @property
+    def calls(self) -> Mapping[tuple[str, str], int]: ...
+
+
+class RouterState(Protocol):
+    """One datacenter's server list (``router.manager.ManagerState``)."""
+
+    @property
+    def servers(self) -> Sequence[object]: ...
+
+    @property
+    def offline(self) -> bool: ...
+
+
+class Rebalancing(Protocol):
+    @property
+    def rebalances(self) -> int: ...
+
+
+class RouterView(Protocol):
+    """What the router metrics read (``router.Router``)."""
+
+    def state(self) -> Mapping[str, RouterState]: ...
+
+    def manager(self, datacenter: str) -> Rebalancing: ...
+
+
+class _Check(Protocol):
+    @property
+    def status(self) -> Any: ...
+
+
+class _LocalState(Protocol):
+    @property
+    def services(self) -> Mapping[str, object]: ...
+
+    def health_checks(self) -> Iterable[_Check]: ...
+
+
+class _AntiEntropy(Protocol):
+    @property
+    def syncs(self) -> int: ...
+
+    @property
+    def failures(self) -> int: ...
+
+
+class LocalView(Protocol):
+    """What the local-agent metrics read (``local.LocalAgent``)."""
+
+    @property
+    def state(self) -> _LocalState: ...
+
+    @property
+    def ae(self) -> _AntiEntropy: ...
+
+
+class ClientCounts(Protocol):
+    """The RPC path's counters (``client.ClientStats``)."""
+
+    @property
+    def rpc(self) -> int: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def failed(self) -> int: ...
+
+    @property
+    def rate_limited(self) -> int: ...
+
+    @property
+    def retries(self) -> int: ...
+
+    @property
+    def no_servers(self) -> int: ...
+
+
+def rpc_samples(stats: RpcCounts) -> Iterator[Sample]:
+    for (path, code), count in sorted(stats.calls.items()):
         yield Sample(
             "consul_rpc_request",
             "counter",
@@ -68,7 +156,7 @@ class _Collector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
-        for s in [*self._samples(), *rpc_samples()]:
+        for s in self._samples():
             family = families.get(s.name)
             if family is None:
                 labels = sorted(s.labels)
@@ -123,7 +211,7 @@ class AgentMetrics:
         }
 
 
-def router_samples(router: Router) -> Iterator[Sample]:
+def router_samples(router: RouterView) -> Iterator[Sample]:
     for dc, state in router.state().items():
         labels = {"datacenter": dc}
         yield Sample(
@@ -149,7 +237,7 @@ def router_samples(router: Router) -> Iterator[Sample]:
         )
 
 
-def local_samples(local: LocalAgent) -> Iterator[Sample]:
+def local_samples(local: LocalView) -> Iterator[Sample]:
     yield Sample(
         "consul_agent_services",
         "gauge",
@@ -174,7 +262,7 @@ def local_samples(local: LocalAgent) -> Iterator[Sample]:
     )
 
 
-def client_samples(stats: ClientStats) -> Iterator[Sample]:
+def client_samples(stats: ClientCounts) -> Iterator[Sample]:
     yield Sample("consul_client_rpc", "counter", "RPCs sent to servers", stats.rpc)
     yield Sample("consul_client_rpc_attempts", "counter", "Tries sent to servers", stats.attempts)
     yield Sample("consul_client_rpc_failed", "counter", "Transport failures", stats.failed)
@@ -206,6 +294,36 @@ def member_samples(members: Iterable[mpb.Member], events: int, pool: str) -> Ite
     yield Sample(
         "consul_membership_events", "counter", "Membership events seen", events, {"pool": pool}
     )
+
+
+def _rss_bytes() -> int:
+    """Resident set size now (Linux /proc), else the peak from getrusage."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 0
+
+
+def runtime_samples() -> Iterator[Sample]:
+    """Consul's ``consul.runtime.*`` gauges, in Python's terms: asyncio tasks
+    stand in for goroutines; RSS for the bytes obtained from the system."""
+    try:
+        tasks = len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop (a scrape from another thread)
+        tasks = 0
+    yield Sample(
+        "consul_runtime_num_goroutines", "gauge", "asyncio tasks alive in the agent", tasks
+    )
+    yield Sample("consul_runtime_sys_bytes", "gauge", "Resident set size in bytes", _rss_bytes())
+    yield Sample("consul_runtime_open_fds", "gauge", "Open file descriptors", _open_fds())
 
 
 class ViewsSource(Protocol):

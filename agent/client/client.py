@@ -54,6 +54,7 @@ from agent.errors import (
     Unavailable,
     from_rpc_error,
 )
+from agent.pool.failure import is_transport_failure
 from agent.pool.pool import ConnectFailed
 from agent.router.server import Server
 from agent.rpc.methods import MethodSpec, request_wait, with_datacenter
@@ -69,9 +70,6 @@ BLOCKING_MARGIN = 5.0
 # Consul's JitterFraction: the server adds up to wait/16 to a blocking wait,
 # and the client waits hold/16 between tries.
 JITTER_FRACTION = 16
-
-# Status codes that mean the call did not get a proper answer from the server.
-_TRANSPORT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 class ServerRouter(Protocol):
@@ -114,11 +112,6 @@ class _Retry(Exception):
     def __init__(self, error: ConsulError) -> None:
         super().__init__(error.message)
         self.error = error
-
-
-def _is_consul_text(details: str) -> bool:
-    """Whether an UNAVAILABLE carries a Consul error a server sent on purpose."""
-    return type(from_rpc_error(grpc.StatusCode.UNAVAILABLE, details)) is not Unavailable
 
 
 class Client:
@@ -238,14 +231,13 @@ class Client:
         """What to raise for ``exc``: a _Retry when another try is safe."""
         code = exc.code()
         details = exc.details() or ""
-        if code in _TRANSPORT_CODES and not _is_consul_text(details):
+        if is_transport_failure(exc, read=spec.read):
             self._failed(server, spec, f"{code.name}: {details}")
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return _Retry(Unavailable(f"rpc error making call to {server.name}: timed out"))
             failure = Unavailable(f"rpc error making call to {server.name}: {details or code.name}")
             return _Retry(failure) if spec.read else failure
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            if spec.read:
-                self._failed(server, spec, "deadline exceeded")
-                return _Retry(Unavailable(f"rpc error making call to {server.name}: timed out"))
             # A write that timed out may have been applied: neither rotate nor retry.
             return Unavailable(f"rpc error making call to {server.name}: timed out")
         error = from_rpc_error(code, details)

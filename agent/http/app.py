@@ -25,11 +25,13 @@ from aiohttp import web
 from agent.http.agent_routes import add_agent_routes
 from agent.http.base import CONTEXT, Context, error_middleware
 from agent.http.catalog_routes import add_catalog_routes, add_health_routes
+from agent.http.config_routes import add_config_routes
 from agent.http.event_routes import add_event_routes
 from agent.http.kv_routes import add_kv_routes, add_status_routes
 from agent.http.params import MAX_BODY_SIZE
 from agent.http.protocols import Invoker, LocalAgent
 from agent.http.session_routes import add_session_routes
+from agent.http.snapshot_routes import add_snapshot_routes
 from agent.http.txn_routes import add_txn_routes
 
 __all__ = ["build_app"]
@@ -60,4 +62,6 @@ def build_app(
     add_session_routes(app.router)
     add_event_routes(app.router)
     add_txn_routes(app.router)
+    add_snapshot_routes(app.router)
+    add_config_routes(app.router)
     return app

@@ -10,7 +10,7 @@ and the servers validate meaning.
 
 from __future__ import annotations
 
-from agent.convert import seconds_duration
+from agent.durations import seconds_duration
 from agent.errors import InvalidArgument
 from agent.http.params import Fields
 from generated.consul.agent.v1 import agent_pb2 as apb

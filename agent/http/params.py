@@ -16,8 +16,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
-from agent.convert import seconds_duration
-from agent.durations import parse_duration
+from agent.durations import parse_duration, seconds_duration
 from agent.errors import ConsulError, InvalidArgument
 from generated.consul.common.v1 import query_pb2 as qpb
 

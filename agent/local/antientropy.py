@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from agent.errors import NoServers
 from agent.local.state import LocalState
 from agent.rpc.methods import MethodSpec, method_spec
+from agent.tasks import Background
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
 from generated.consul.common.v1 import query_pb2 as qpb
 from generated.consul.common.v1 import types_pb2 as pb
@@ -101,20 +102,17 @@ class AntiEntropy:
         self.failures = 0
         self.last_error = ""
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loops = Background("anti-entropy")
         self.in_sync = asyncio.Event()
 
     def trigger(self) -> None:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="anti-entropy")
+        self._loops.spawn(self._run(), "anti-entropy")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loops.aclose()
 
     def _next_full(self) -> float:
         scaled = scale_interval(self.interval, self.cluster_size())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.checks import CheckSpec
-from agent.convert import duration_seconds, seconds_duration
+from agent.durations import duration_seconds, seconds_duration
 from agent.errors import InvalidArgument
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb

@@ -30,6 +30,7 @@ from agent.checks.spec import MIN_INTERVAL
 from agent.convert import check_name
 from agent.errors import InvalidArgument, NotFound
 from agent.local.convert import STATUS_PB, check_type, definition_from_spec, spec_from_definition
+from agent.tasks import Background
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
 
@@ -71,22 +72,19 @@ class LocalState:
             min_interval=min_check_interval,
             clock=clock,
         )
-        self._reaper: asyncio.Task[None] | None = None
+        self._loops = Background("service-reaper")
 
     async def __aenter__(self) -> LocalState:
         await self.checks.__aenter__()
         self._load()
-        self._reaper = asyncio.create_task(self._reap_loop(), name="service-reaper")
+        self._loops.spawn(self._reap_loop(), "service-reaper")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        await self._loops.aclose()
         await self.checks.aclose()
 
     # ----- change notification ----------------------------------------

@@ -3,9 +3,11 @@
 A ``MembershipClient`` joins this agent as a member (role ``node``), keeps it
 alive with heartbeats, and holds one ``WatchMembers`` stream open to one
 server: the router's first server, or, while the router knows none, the next
-``--retry-join`` address. The snapshot and the events drive the router, as
-Consul's ``lanEventHandler`` does: JOIN/UPDATE of a server of our datacenter
-→ ``add_server``; LEAVE/FAILED/REAP → ``remove_server``; a server of another
+``--retry-join`` address. A failed call or a broken stream rotates the router
+by the same rule as ``Client.rpc`` (``agent.pool.is_transport_failure``).
+The snapshot and the events drive the router, as Consul's
+``lanEventHandler`` does: JOIN/UPDATE of a server of our datacenter →
+``add_server``; LEAVE/FAILED/REAP → ``remove_server``; a server of another
 datacenter is logged and skipped. A broken stream is reported to the router
 (which rotates away from that server) and reopened, with backoff, on the next
 server; the new snapshot replaces what the old stream had said.
@@ -14,7 +16,6 @@ server; the new snapshot replaces what the old stream had said.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -22,10 +23,11 @@ from collections.abc import Callable
 import grpc
 from google.protobuf.message import Message
 
-from agent.convert import duration_seconds
-from agent.pool import ConnPool
+from agent.durations import duration_seconds
+from agent.pool import ConnPool, is_transport_failure
 from agent.router import Manager, Router, Server
-from agent.rpc.methods import method_spec
+from agent.rpc.methods import MethodSpec, method_spec
+from agent.tasks import Background
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
 __all__ = ["MembershipClient"]
@@ -77,7 +79,7 @@ class MembershipClient:
         self.events = 0
         self.reconnects = 0
         self._seed_turn = 0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = Background("membership")
 
     @property
     def datacenter(self) -> str:
@@ -89,17 +91,11 @@ class MembershipClient:
         return self.router.manager(self._datacenter)
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._watch_loop(), name="membership-watch"),
-            asyncio.create_task(self._heartbeat_loop(), name="membership-heartbeat"),
-        ]
+        self._loops.spawn(self._watch_loop(), "membership-watch")
+        self._loops.spawn(self._heartbeat_loop(), "membership-heartbeat")
 
     async def aclose(self, *, leave: bool = True) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loops.aclose()
         if leave and self.joined.is_set():
             name = self.member().name
             try:
@@ -123,21 +119,24 @@ class MembershipClient:
         self._seed_turn += 1
         return address, None
 
-    def _failed(self, server: Server | None, address: str) -> None:
+    def _failed(self, server: Server | None, address: str, exc: BaseException) -> None:
+        """Rotate away from ``server`` if ``exc`` is a transport failure.
+
+        Membership calls are all safe to repeat (join, heartbeat, leave and the
+        watch are idempotent), so they count as reads.
+        """
+        if not is_transport_failure(exc, read=True):
+            return
         self.pool.mark_failed(address)
         if server is not None:
             self.router.notify_failed_server(server)
 
-    async def _call(self, spec: object, request: Message) -> Message:
+    async def _call(self, spec: MethodSpec, request: Message) -> Message:
         address, server = self._target()
         try:
-            return await self.pool.call(address, spec, request, CALL_TIMEOUT)  # type: ignore[arg-type]
+            return await self.pool.call(address, spec, request, CALL_TIMEOUT)
         except (grpc.aio.AioRpcError, ConnectionError) as exc:
-            if not isinstance(exc, grpc.aio.AioRpcError) or exc.code() in (
-                grpc.StatusCode.UNAVAILABLE,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-            ):
-                self._failed(server, address)
+            self._failed(server, address, exc)
             raise
 
     # ----- join and heartbeat ------------------------------------------
@@ -198,7 +197,7 @@ class MembershipClient:
                     grpc.StatusCode.FAILED_PRECONDITION,
                 ):
                     logger.error("join refused: %s", detail)
-                self._failed(server, address)
+                self._failed(server, address, exc)
             except Exception:
                 logger.exception("membership stream failed server=%s", address)
             self.reconnects += 1

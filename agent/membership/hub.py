@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from agent.state import keys
 from agent.state.members import load_member
 from agent.store import CompactedError, Event, Store
+from agent.tasks import Background
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
 __all__ = ["MemberHub", "Subscription"]
@@ -64,7 +65,7 @@ class MemberHub:
         self.index = 0
         self.events = 0
         self._subs: set[asyncio.Queue[mpb.WatchMembersResponse | None]] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._loops = Background(f"member-hub-{pool}")
         self._ready = asyncio.Event()
 
     @property
@@ -72,14 +73,11 @@ class MemberHub:
         return f"{keys.MEMBERS}{self.pool}/"
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"member-hub-{self.pool}")
+        self._loops.spawn(self._run(), f"member-hub-{self.pool}")
         await asyncio.wait_for(self._ready.wait(), 30)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loops.aclose()
         for queue in list(self._subs):
             queue.put_nowait(None)
         self._subs.clear()

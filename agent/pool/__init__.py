@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent.pool.failure import is_transport_failure
 from agent.pool.pool import (
     CHANNEL_OPTIONS,
     SERVER_KEEPALIVE_OPTIONS,
@@ -16,4 +17,5 @@ __all__ = [
     "ConnPool",
     "ConnectFailed",
     "PoolStats",
+    "is_transport_failure",
 ]

@@ -19,7 +19,6 @@ already multiplexes every call to one server:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -32,6 +31,7 @@ import grpc.aio
 from google.protobuf.message import Message
 
 from agent.rpc.methods import MethodSpec, method_spec
+from agent.tasks import Background
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -144,7 +144,7 @@ class ConnPool:
         self._conns: dict[str, _Conn] = {}
         self._retired: set[_Conn] = set()
         self._closers: set[asyncio.Task[None]] = set()
-        self._reaper: asyncio.Task[None] | None = None
+        self._loops = Background("conn-pool")
         self._closed = False
         self.stats = PoolStats()
 
@@ -166,19 +166,15 @@ class ConnPool:
         """Start the idle reaper; idempotent."""
         if self._closed:
             raise RuntimeError("pool is closed")
-        if self._reaper is None:
-            self._reaper = asyncio.create_task(self._reap_loop(), name="conn-pool-reaper")
+        if not self._loops.running:
+            self._loops.spawn(self._reap_loop(), "conn-pool-reaper")
 
     async def aclose(self) -> None:
         """Stop the reaper and close every channel, cancelling calls still open."""
         if self._closed:
             return
         self._closed = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
+        await self._loops.aclose()
         conns = list(self._conns.values()) + list(self._retired)
         self._conns.clear()
         self._retired.clear()

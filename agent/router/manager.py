@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from agent.router.server import Server
+from agent.tasks import Background
 
 __all__ = [
     "MIN_REBALANCE_INTERVAL",
@@ -123,7 +124,7 @@ class Manager:
         self.next_rebalance = self._clock() + MIN_REBALANCE_INTERVAL
         self.rebalances = 0
         self._wake = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loops = Background(f"rebalance-{datacenter}")
 
     # -- readers (no lock) -------------------------------------------------
 
@@ -322,17 +323,13 @@ class Manager:
 
     def start(self) -> None:
         """Start the rebalance loop; idempotent."""
-        if self._loop_task is None or self._loop_task.done():
+        if not self._loops.running:
             self.reset_rebalance_timer()
-            self._loop_task = asyncio.create_task(self._run(), name=f"rebalance-{self.datacenter}")
+            self._loops.spawn(self._run(), f"rebalance-{self.datacenter}")
 
     async def aclose(self) -> None:
         """Stop the rebalance loop (a ping in progress is cancelled)."""
-        task, self._loop_task = self._loop_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loops.aclose()
 
     async def _run(self) -> None:
         while True:

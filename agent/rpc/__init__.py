@@ -1,4 +1,9 @@
-"""What the client agent knows about the RPCs it forwards."""
+"""Shared gRPC plumbing: the method table (``methods``), serving (``listen``,
+``handlers``: binding, health and reflection, dispatch, per-agent RPC stats).
+
+Only the method table is re-exported here: the pool and the client import it
+without pulling in the serving side.
+"""
 
 from __future__ import annotations
 

@@ -15,11 +15,13 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
 from generated.consul.catalog.v1 import catalog_pb2
+from generated.consul.config.v1 import config_pb2
 from generated.consul.event.v1 import event_pb2
 from generated.consul.health.v1 import health_pb2
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.membership.v1 import membership_pb2
 from generated.consul.session.v1 import session_pb2
+from generated.consul.snapshot.v1 import snapshot_pb2
 from generated.consul.status.v1 import status_pb2
 from generated.consul.subscribe.v1 import subscribe_pb2
 from generated.consul.txn.v1 import txn_pb2
@@ -45,6 +47,8 @@ _FORWARDED_MODULES: tuple[ModuleType, ...] = (
     session_pb2,
     event_pb2,
     txn_pb2,
+    snapshot_pb2,
+    config_pb2,
     subscribe_pb2,
 )
 

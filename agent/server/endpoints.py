@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from agent.convert import check_name, query_meta, query_opts, seconds_duration
+from agent.convert import check_name, query_meta, query_opts
+from agent.durations import seconds_duration
 from agent.errors import InvalidArgument
 from agent.filter import apply_filter
 from agent.membership.hub import MemberHub, wan_view

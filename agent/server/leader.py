@@ -20,6 +20,7 @@ from typing import Any
 from agent.errors import StoreError
 from agent.state import keys
 from agent.store import Compare, Put, Store
+from agent.tasks import Background, cancel_and_wait
 
 __all__ = ["LeaderElection"]
 
@@ -46,18 +47,15 @@ class LeaderElection:
         self.is_leader = False
         self.leader_name = ""
         self.leader_address = ""
-        self._task: asyncio.Task[None] | None = None
+        self._loops = Background("leader-election")
         self._lease = 0
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="leader-election")
+        self._loops.spawn(self._run(), "leader-election")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loops.aclose()
         if self._lease:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.store.revoke_lease(self._lease), 2.0)
@@ -131,7 +129,5 @@ class LeaderElection:
             self.is_leader = False
             self._lease = 0
             if work is not None:
-                work.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await work
+                await cancel_and_wait(work)
             self.leader_name = self.leader_address = ""

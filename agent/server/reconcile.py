@@ -89,8 +89,10 @@ async def reconcile_once(
 
     ``reconciled`` remembers each member as last registered: a member that has
     not changed since is not registered again (each registration reads its
-    node from the store), so a pass over a quiet cluster is cheap. The caller
-    clears it now and then to repair what changed behind our back.
+    node from the store), and the catalog is scanned for nodes without a
+    member only when a member went away (or ``reconciled`` is empty: the
+    caller clears it now and then to repair what changed behind our back). A
+    pass over a quiet cluster of 5,000 members reads two in-memory ranges.
     """
     index = await members.reconcile_liveness()
     current, _ = await members.list()
@@ -100,8 +102,10 @@ async def reconcile_once(
         if m.status in (mpb.MEMBER_STATUS_ALIVE, mpb.MEMBER_STATUS_FAILED)
     }
     memo = {} if reconciled is None else reconciled
+    scan = not memo
     for name in set(memo) - set(wanted):
         del memo[name]
+        scan = True
     for member in wanted.values():
         state = member.SerializeToString(deterministic=True)
         if memo.get(member.name) == state:
@@ -111,6 +115,8 @@ async def reconcile_once(
             memo[member.name] = state
         except ConsulError as exc:
             logger.warning("reconcile: register failed member=%s error=%s", member.name, exc)
+    if not scan:
+        return index
     serf = await catalog.checks_in_state(QueryOpts(), pb.HEALTH_STATUS_UNSPECIFIED)
     for check in serf.value:
         if check.check_id == SERF_CHECK and check.node not in wanted:

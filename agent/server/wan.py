@@ -20,7 +20,6 @@ currently reachable``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -33,6 +32,7 @@ from agent.membership.hub import MemberHub
 from agent.pool import ConnPool
 from agent.router import Router
 from agent.rpc.methods import MethodSpec, method_spec
+from agent.tasks import Background
 from generated.consul.membership.v1 import membership_pb2 as mpb
 from generated.consul.status.v1 import status_pb2 as spb
 
@@ -91,7 +91,7 @@ class WanLinks:
         self.wan_hub = wan_hub
         self.heartbeat_interval = heartbeat_interval
         self.links: dict[str, MembershipClient] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = Background("wan-links")
         self._closing = False
 
     @property
@@ -107,18 +107,12 @@ class WanLinks:
         ]
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._seed_loop(), name="wan-seeds"),
-            asyncio.create_task(self._joined_us_loop(), name="wan-joined-us"),
-        ]
+        self._loops.spawn(self._seed_loop(), "wan-seeds")
+        self._loops.spawn(self._joined_us_loop(), "wan-joined-us")
 
     async def aclose(self) -> None:
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loops.aclose()
         await asyncio.gather(
             *(link.aclose(leave=True) for link in self.links.values()), return_exceptions=True
         )
@@ -145,8 +139,8 @@ class WanLinks:
             on_foreign_server=self._foreign,
         )
         self.links[datacenter] = link
-        task = asyncio.create_task(link.start(), name=f"wan-link-{datacenter}")
-        self._tasks.append(task)
+        # start() only spawns the link's own loops (they live in the link).
+        self._loops.spawn(link.start(), f"wan-link-{datacenter}")
 
     def _foreign(self, m: mpb.Member) -> None:
         if m.status == mpb.MEMBER_STATUS_ALIVE:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import uuid
 
-from agent.convert import duration_seconds, seconds_duration
+from agent.durations import duration_seconds, seconds_duration
 from agent.errors import InvalidArgument, NotFound
 from agent.state import keys
 from agent.state.blocking import QueryOpts, Read, blocking_query

@@ -73,6 +73,15 @@ _CLOSE_TIMEOUT = 2.0
 _EVENT_DELETE = 1  # mvccpb.Event.EventType.DELETE
 
 
+#: Channel options: reconnect attempts every 0.1 s at first, never more than
+#: 1 s apart, so the store follows etcd back within about a second.
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
     """``"host:port"`` (optionally ``http://host:port``) as (host, port); InvalidArgument if bad."""
     raw = endpoint.strip()
@@ -119,6 +128,10 @@ class EtcdStore:
             return
         targets = [f"{h}:{p}" for h, p in await self._resolve()]
         client = Etcd3Client(targets)
+        # gRPC's default reconnect backoff grows to two minutes: after an etcd
+        # outage of a few minutes the servers would follow it back only 10+ s
+        # after it is healthy. Retry a connection at least every second.
+        client._manager.grpc_options += RECONNECT_OPTIONS
         await client.connect()
         self._client = client
         try:

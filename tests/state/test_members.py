@@ -63,3 +63,86 @@ async def test_leave(store: Store) -> None:
         assert not await members.heartbeat("c1")
     finally:
         await hub.aclose()
+
+
+async def test_heartbeats_cost_no_store_write(store: Store) -> None:
+    """Scale: with one lease write per heartbeat, 5,000 members every 2.5 s were
+    2,000 store operations a second. A heartbeat to the server that holds the
+    member's alive key now writes nothing."""
+    members = Members(store, suspect_timeout=5)
+    await members.start()
+    try:
+        for i in range(50):
+            await members.join(member(f"c{i}"))
+        _, before = await store.get("anything")
+        for _ in range(3):
+            for i in range(50):
+                assert await members.heartbeat(f"c{i}")
+        _, after = await store.get("anything")
+        assert after == before
+    finally:
+        await members.aclose()
+
+
+async def test_member_moving_between_servers_is_never_failed(store: Store) -> None:
+    """Two servers' tables on one store: a member heartbeats to A, fails over to
+    B, comes back to A. A's and B's sweeps must never delete the key the other
+    bound, so the leader never sees it silent."""
+    a = Members(store, suspect_timeout=1)
+    b = Members(store, suspect_timeout=1)
+    await a.start()
+    await b.start()
+    try:
+        await a.join(member("c1"))
+        deadline = time.monotonic() + 4  # several sweeps of both tables
+        turn = 0
+        while time.monotonic() < deadline:
+            server = a if (turn // 3) % 2 == 0 else b  # 3 beats at A, 3 at B, ...
+            assert await server.heartbeat("c1")
+            turn += 1
+            await asyncio.sleep(0.1)
+            await a.reconcile_liveness()
+            listed, _ = await a.list()
+            assert listed[0].status == mpb.MEMBER_STATUS_ALIVE, f"failed at beat {turn}"
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_dead_servers_members_fail_over_before_its_lease_ends(store: Store) -> None:
+    """Server A dies (its lease is no longer renewed); its members heartbeat to
+    B, which re-binds their keys: when A's lease ends, nobody is FAILED."""
+    a = Members(store, suspect_timeout=1)
+    b = Members(store, suspect_timeout=1)
+    await a.start()
+    await b.start()
+    try:
+        for i in range(5):
+            await a.join(member(f"c{i}"))
+        await a.aclose()  # A dies: no more renewals, no sweep
+        for i in range(5):
+            assert await b.heartbeat(f"c{i}")
+        deadline = time.monotonic() + 3  # past A's lease TTL
+        while time.monotonic() < deadline:
+            for i in range(5):
+                assert await b.heartbeat(f"c{i}")
+            await b.reconcile_liveness()
+            await asyncio.sleep(0.2)
+        listed, _ = await b.list()
+        assert {m.status for m in listed} == {mpb.MEMBER_STATUS_ALIVE}
+        # And a member that really went silent still fails.
+        deadline = time.monotonic() + 15
+        while True:
+            for i in range(4):
+                assert await b.heartbeat(f"c{i}")
+            await b.reconcile_liveness()
+            listed, _ = await b.list()
+            status = {m.name: m.status for m in listed}
+            if status["c4"] == mpb.MEMBER_STATUS_FAILED:
+                break
+            assert time.monotonic() < deadline, "the silent member never failed"
+            await asyncio.sleep(0.2)
+        assert all(status[f"c{i}"] == mpb.MEMBER_STATUS_ALIVE for i in range(4))
+    finally:
+        await a.aclose()
+        await b.aclose()

@@ -145,3 +145,48 @@ async def test_compacted_history(etcd_store: EtcdStore, etcd_server: EtcdServer)
     assert await etcd_store.wait(["c/"], first - 1, 5.0) is True
     # From the compaction on, etcd still knows: nothing under c/ after `first`.
     assert await etcd_store.wait(["c/"], first, 0.2) is False
+
+
+async def test_store_follows_etcd_back_within_seconds_regression(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Bug: after etcd came back, servers took 12-17 s to follow (gRPC's default
+    reconnect backoff grows to minutes) and logged "Task was destroyed but it is
+    pending!" on the way. The store's channel now retries a connection at least
+    every second, and the watches it had end cleanly."""
+    etcd = EtcdServer(name="comeback")
+    await etcd.start()
+    try:
+        async with EtcdStore([etcd.endpoint], namespace(), timeout=1.0) as store:
+            await store.txn([], [Put("k", b"v")])
+            waiter = asyncio.create_task(store.wait(["k"], 10**9, 30))
+            etcd.kill()
+            # The outage: calls keep failing for long enough that a default
+            # backoff would have grown past ten seconds.
+            down_until = time.monotonic() + 20
+            while time.monotonic() < down_until:
+                with pytest.raises(StoreError):
+                    await store.get("k")
+                await asyncio.sleep(0.2)
+            await asyncio.to_thread(etcd.restart_sync)
+            back = time.monotonic()
+            entry = None
+            while entry is None and time.monotonic() - back < 4:
+                try:
+                    entry, _ = await store.get("k")
+                except StoreError:
+                    await asyncio.sleep(0.05)
+            assert entry is not None and entry.value == b"v", "store did not follow etcd back"
+            # The wait that was open across the outage ended with a clear error.
+            await asyncio.wait({waiter}, timeout=10)
+            assert waiter.done()
+            if not waiter.cancelled():
+                assert waiter.exception() is None or isinstance(waiter.exception(), StoreError)
+    finally:
+        await etcd.aclose()
+    noisy = [
+        r.getMessage()
+        for r in caplog.records
+        if "destroyed but it is pending" in r.getMessage() or "already running" in r.getMessage()
+    ]
+    assert not noisy

@@ -24,10 +24,7 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -38,29 +35,13 @@ from typing import Any, Literal
 
 import pytest
 
+from agent.demo.procs import etcd_binary, etcd_command, free_port
+
 __all__ = ["EtcdServer", "etcd_binary", "etcd_fixture", "free_port"]
 
 _READY_TIMEOUT = 20.0
 _STOP_GRACE = 5.0
 _POLL = 0.05
-
-
-def free_port() -> int:
-    """A loopback TCP port free right now (the usual bind-to-0 race applies)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def etcd_binary() -> str | None:
-    """The etcd executable: ``$ETCD_BIN``, else ``etcd`` on PATH, else /usr/bin/etcd."""
-    env = os.environ.get("ETCD_BIN")
-    if env:
-        return env
-    found = shutil.which("etcd")
-    if found:
-        return found
-    return "/usr/bin/etcd" if os.access("/usr/bin/etcd", os.X_OK) else None
 
 
 class EtcdServer:
@@ -98,31 +79,23 @@ class EtcdServer:
 
     # -- start ---------------------------------------------------------------
 
-    def _spawn(self) -> None:
+    def _spawn(self, *, fresh: bool = True) -> None:
+        """Start the process: on new ports and a new data dir, or (``fresh=False``)
+        again on the ports and data of the last one (after ``kill``)."""
         if self.binary is None:
             raise RuntimeError(
                 "etcd is not installed (apt-get install etcd-server, or set ETCD_BIN)"
             )
-        self._tmp = tempfile.TemporaryDirectory(prefix="etcd-test-")
+        if fresh or self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="etcd-test-")
+            self.client_port, self.peer_port = free_port(), free_port()
         root = Path(self._tmp.name)
-        self.client_port, self.peer_port = free_port(), free_port()
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        args = [
-            self.binary,
-            "--name", self.name,
-            "--data-dir", str(root / "data"),
-            "--listen-client-urls", self.url,
-            "--advertise-client-urls", self.url,
-            "--listen-peer-urls", peer,
-            "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{self.name}={peer}",
-            "--initial-cluster-state", "new",
-            "--heartbeat-interval", "25",
-            "--election-timeout", "250",
-            "--logger", "zap",
-            "--log-outputs", "stderr",
-        ]  # fmt: skip
-        self._log_file = (root / "etcd.log").open("wb")
+        if self._log_file is not None:
+            self._log_file.close()
+        args = etcd_command(
+            self.binary, self.name, root / "data", self.client_port, self.peer_port
+        )
+        self._log_file = (root / "etcd.log").open("ab")
         self._proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -201,6 +174,17 @@ class EtcdServer:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait(timeout=_STOP_GRACE)
+
+    def restart_sync(self) -> None:
+        """After ``kill``: the same member again, same ports and data, until healthy."""
+        self._spawn(fresh=False)
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self._healthy():
+                return
+            time.sleep(_POLL)
+        raise RuntimeError(f"etcd not healthy in {_READY_TIMEOUT}s:\n{self.logs()[-4000:]}")
 
     async def __aenter__(self) -> EtcdServer:
         await self.start()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.etcd import free_port
+from agent.demo.procs import agent_command, free_port
 
 __all__ = ["AgentProcess", "Cluster", "wait_until"]
 
@@ -90,23 +89,13 @@ class AgentProcess:
         return self.log_dir / f"{self.name}.log"
 
     def start(self, wait: bool = True) -> AgentProcess:
-        cmd = [
-            sys.executable,
-            "-m",
-            "agent.cli",
-            "agent",
-            "--node",
+        cmd = agent_command(
             self.name,
-            "--grpc-addr",
-            self.grpc_addr,
-            "--http-addr",
-            self.http_addr,
-            "--log-level",
-            "DEBUG",
-        ]
-        if self.server:
-            cmd += ["--rpc-addr", self.rpc_addr]
-        cmd += self.args
+            grpc_addr=self.grpc_addr,
+            http_addr=self.http_addr,
+            rpc_addr=self.rpc_addr if self.server else None,
+            args=["--log-level", "DEBUG", *self.args],
+        )
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process's life
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
@@ -158,7 +147,7 @@ class Cluster:
         self.agents: list[AgentProcess] = []
 
     def server(self, name: str, *args: str, wait: bool = True, **kw: int) -> AgentProcess:
-        agent = AgentProcess(name, ["--server", *args], self.log_dir, server=True, **kw)
+        agent = AgentProcess(name, list(args), self.log_dir, server=True, **kw)
         self.agents.append(agent)
         return agent.start(wait)
 

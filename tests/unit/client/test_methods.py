@@ -55,6 +55,8 @@ def test_table_covers_every_service() -> None:
         "consul.session.v1.SessionService",
         "consul.event.v1.EventService",
         "consul.txn.v1.TxnService",
+        "consul.snapshot.v1.SnapshotService",
+        "consul.config.v1.ConfigService",
         "consul.subscribe.v1.SubscribeService",
     }
     forwarded = {s.full_name for s in CLIENT_FORWARDED_SERVICES}

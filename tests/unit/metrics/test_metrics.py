@@ -25,3 +25,15 @@ def test_prometheus_and_json_from_live_samples() -> None:
     assert {"Name": "consul.router.servers", "Value": 3.0, "Labels": {"datacenter": "dc1"}} in data[
         "Gauges"
     ]
+
+
+async def test_runtime_gauges_count_tasks_memory_and_fds() -> None:
+    from agent.metrics import runtime_samples
+
+    values = {s.name: s.value for s in runtime_samples()}
+    assert values["consul_runtime_num_goroutines"] >= 1  # this test's own task
+    assert values["consul_runtime_sys_bytes"] > 1_000_000
+    assert values["consul_runtime_open_fds"] >= 3
+    data = AgentMetrics(runtime_samples).consul_json()
+    names = {g["Name"] for g in data["Gauges"]}
+    assert {"consul.runtime.num.goroutines", "consul.runtime.sys.bytes"} <= names

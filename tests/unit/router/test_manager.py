@@ -423,7 +423,7 @@ async def test_loop_rebalances_when_triggered_and_resets_timer() -> None:
         async with asyncio.timeout(5):
             while m.rebalances < 2:
                 await asyncio.sleep(0.005)
-    assert m._loop_task is None
+    assert not m._loops.running
 
 
 async def test_loop_treats_raising_pings_as_unhealthy() -> None:

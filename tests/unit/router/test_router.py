@@ -99,10 +99,10 @@ def test_state_snapshot() -> None:
 async def test_start_and_aclose_run_every_manager() -> None:
     async with make() as r:
         late = r.manager("dc2")  # created while running: started too
-        assert late._loop_task is not None
-        assert r.local._loop_task is not None
-    assert late._loop_task is None
-    assert r.local._loop_task is None
+        assert late._loops.running
+        assert r.local._loops.running
+    assert not late._loops.running
+    assert not r.local._loops.running
     await asyncio.sleep(0)
 
 

@@ -1,34 +1,30 @@
 """The client agent: runs beside applications, forwards every request to a server.
 
-``ClientAgent`` wires the connection pool, the router (one Manager for the
-local datacenter, fed by the membership watch), ``Client.rpc`` with its rate
-limit and retries, the local state with its checks and anti-entropy, and the
-listeners: on ``grpc_addr`` the Catalog, Health, KV and Status services (each
-call forwarded through ``Client.rpc``, so applications use the same stubs as
-against a server) plus AgentService, gRPC health and reflection; on
-``http_addr`` Consul's HTTP API. Closing it leaves gracefully.
+``ClientAgent`` (an ``AgentBase``) wires the connection pool, the router (one
+Manager for the local datacenter, fed by the membership watch),
+``Client.rpc`` with its rate limit and retries, the local state with its
+checks and anti-entropy, and the listeners: on ``grpc_addr`` the Catalog,
+Health, KV and Status services (each call forwarded through ``Client.rpc``,
+so applications use the same stubs as against a server) plus AgentService,
+gRPC health and reflection; on ``http_addr`` Consul's HTTP API. Each part's
+stop is pushed as it starts; closing leaves gracefully.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import Iterator
 
-import grpc
-
+from agent.agents.base import AgentBase
 from agent.client.client import Client
 from agent.config import VERSION, AgentConfig
-from agent.convert import seconds_duration
+from agent.durations import seconds_duration
 from agent.errors import InvalidArgument
-from agent.http.serve import serve_http
-from agent.http.server import HTTPServer
 from agent.local.core import LocalAgent
 from agent.membership.client import MembershipClient
 from agent.metrics import (
-    AgentMetrics,
     Sample,
     client_samples,
     local_samples,
@@ -36,11 +32,9 @@ from agent.metrics import (
     router_samples,
     views_samples,
 )
-from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
+from agent.pool import ConnPool
 from agent.router import Router
 from agent.rpc.methods import CLIENT_FORWARDED_SERVICES
-from agent.server.agent import add_health_and_reflection, bind_grpc
-from agent.server.handlers import service_handler
 from agent.views import ViewInvoker, ViewStore, client_source, views_stats
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
@@ -53,15 +47,21 @@ logger = logging.getLogger(__name__)
 FORWARDED_SERVICES = CLIENT_FORWARDED_SERVICES
 AGENT_SERVICE = apb.DESCRIPTOR.services_by_name["AgentService"]
 
+#: How long a closing client waits to tell its servers it left.
+LEAVE_TIMEOUT = 5.0
+
 
 class _NoEndpoint:
     """Forwarded services have no local endpoint: every call goes through ``call``."""
 
 
-class ClientAgent:
+class ClientAgent(AgentBase):
+    """One client agent process's worth of machinery."""
+
+    role = "client"
+
     def __init__(self, config: AgentConfig) -> None:
-        self.config = config
-        self.start_time = time.time()
+        super().__init__(config)
         self.grpc_address = ""
         self.pool = ConnPool()
         self.router = Router(
@@ -99,11 +99,6 @@ class ClientAgent:
             data_dir=config.data_dir,
             enable_script_checks=config.enable_script_checks,
         )
-        self.metrics = AgentMetrics(self.metric_samples)
-        self.leave_requested = asyncio.Event()
-        self.http: HTTPServer | None = None
-        self.http_address = ""
-        self.grpc_server: grpc.aio.Server | None = None
         self._had_servers = False
 
     # ----- identity ------------------------------------------------------
@@ -207,62 +202,40 @@ class ClientAgent:
 
     # ----- lifecycle -----------------------------------------------------
 
-    async def __aenter__(self) -> ClientAgent:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def start(self) -> None:
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        cfg = self.config
         self.pool.start()
+        self.on_stop(stack, "pool", self.pool.aclose)
         self.router.start()
+        self.on_stop(stack, "router", self.router.aclose)
         await self.views.start()
-        self.grpc_server = grpc.aio.server(options=list(SERVER_KEEPALIVE_OPTIONS))
-        self.grpc_address = bind_grpc(self.grpc_server, self.config.grpc_addr)
-        for service in FORWARDED_SERVICES:
-            self.grpc_server.add_generic_rpc_handlers(
-                [service_handler(service, _NoEndpoint(), self.reads.rpc, self.reads.serialize)]
-            )
-        self.grpc_server.add_generic_rpc_handlers(
-            [service_handler(AGENT_SERVICE, self.local.endpoint)]
+        self.on_stop(stack, "views", self.views.aclose)
+        grpc_server = self.new_grpc_server(stack)
+        self.grpc_address = self.bind(grpc_server, cfg.grpc_addr)
+        self.serve_services(
+            grpc_server,
+            [(s, _NoEndpoint()) for s in FORWARDED_SERVICES],
+            self.reads.rpc,
+            serialize=self.reads.serialize,
         )
-        add_health_and_reflection(
-            self.grpc_server, [s.full_name for s in [*FORWARDED_SERVICES, AGENT_SERVICE]]
-        )
+        self.serve_services(grpc_server, [(AGENT_SERVICE, self.local.endpoint)])
+        await self.serve_health_and_reflection(grpc_server, [*FORWARDED_SERVICES, AGENT_SERVICE])
         await self.membership.start()
+        self.on_stop(
+            stack,
+            "membership",
+            lambda: self.membership.aclose(leave=True),
+            timeout=LEAVE_TIMEOUT,
+        )
         await self.local.start()
-        await self.grpc_server.start()
-        if self.config.http_addr:
-            self.http = serve_http(
-                self.config.http_addr,
-                invoker=self.reads,
-                agent_endpoint=self.local.endpoint,
-                datacenter=self.config.datacenter,
-                node_name=self.config.node_name,
-                metrics=self.metrics,
-                leave_requested=self.leave_requested,
-            )
-            await self.http.start()
-            self.http_address = self.http.address
+        self.on_stop(stack, "local", self.local.aclose)
+        await grpc_server.start()
+        await self.start_http(stack, invoker=self.reads, agent_endpoint=self.local.endpoint)
         logger.info(
             "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s",
-            self.config.node_name,
-            self.config.datacenter,
+            cfg.node_name,
+            cfg.datacenter,
             self.grpc_address,
             self.http_address,
-            ",".join(self.config.retry_join),
+            ",".join(cfg.retry_join),
         )
-
-    async def aclose(self) -> None:
-        if self.http is not None:
-            await self.http.aclose()
-        await self.local.aclose()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.membership.aclose(leave=True), 5.0)
-        if self.grpc_server is not None:
-            await self.grpc_server.stop(grace=2.0)
-        await self.views.aclose()
-        await self.router.aclose()
-        await self.pool.aclose()
-        logger.info("client agent stopped node=%s", self.config.node_name)

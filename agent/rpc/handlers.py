@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from agent.errors import ConsulError, NoPathToDatacenter, abort
 from agent.rpc.methods import MethodSpec, methods_of, request_datacenter
 
-__all__ = ["RPC_STATS", "Dispatcher", "Forwarder", "RpcStats", "service_handler"]
+__all__ = ["Dispatcher", "Forwarder", "RpcStats", "service_handler"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +43,16 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 @dataclass
 class RpcStats:
-    """Calls served by this process's gRPC listeners, by method and status code."""
+    """Calls served by one agent's gRPC listeners, by method and status code.
+
+    Each agent owns one and hands it to every ``service_handler`` it serves
+    (two agents in one process, as in the tests, keep their own counts).
+    """
 
     calls: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def record(self, path: str, code: grpc.StatusCode) -> None:
         self.calls[(path, code.name)] += 1
-
-
-#: The process-wide counters (one agent per process), read by ``agent.metrics``.
-RPC_STATS = RpcStats()
 
 
 class Dispatcher:
@@ -82,21 +82,23 @@ class Dispatcher:
 
 
 def _unary(
-    spec: MethodSpec, call: Callable[[MethodSpec, Message], Awaitable[Message]]
+    spec: MethodSpec,
+    call: Callable[[MethodSpec, Message], Awaitable[Message]],
+    stats: RpcStats,
 ) -> Callable[[Message, Context], Awaitable[Message]]:
     async def handle(request: Message, context: Context) -> Message:
         try:
             response = await call(spec, request)
-            RPC_STATS.record(spec.path, grpc.StatusCode.OK)
+            stats.record(spec.path, grpc.StatusCode.OK)
             return response
         except ConsulError as err:
-            RPC_STATS.record(spec.path, err.grpc_code)
+            stats.record(spec.path, err.grpc_code)
             await abort(context, err)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:
             logger.exception("rpc failed method=%s", spec.path)
-            RPC_STATS.record(spec.path, grpc.StatusCode.INTERNAL)
+            stats.record(spec.path, grpc.StatusCode.INTERNAL)
             await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
         raise AssertionError("unreachable")
 
@@ -126,13 +128,15 @@ def service_handler(
     endpoint: object,
     call: Callable[[MethodSpec, Message], Awaitable[Message]] | None = None,
     serialize: Callable[[Message], bytes] | None = None,
+    *,
+    stats: RpcStats,
 ) -> grpc.GenericRpcHandler:
     """A generic handler serving ``service`` with ``endpoint``'s methods.
 
     Unary calls go through ``call`` (a ``Dispatcher.rpc`` or a client agent's
-    forwarding ``Client.rpc``) when given, else straight to the endpoint.
-    ``serialize`` writes unary responses (an agent's views keep the bytes of
-    their cached answers); default: the message's own serializer.
+    forwarding ``Client.rpc``) when given, else straight to the endpoint; each
+    is counted in ``stats``. ``serialize`` writes unary responses (an agent's
+    views keep the bytes of their cached answers); default: the message's own.
     """
 
     async def direct(spec: MethodSpec, request: Message) -> Message:
@@ -150,7 +154,7 @@ def service_handler(
             )
         else:
             handlers[name] = grpc.unary_unary_rpc_method_handler(
-                _unary(spec, call or direct),
+                _unary(spec, call or direct, stats),
                 request_deserializer=spec.request_type.FromString,
                 response_serializer=serialize or spec.response_type.SerializeToString,
             )

@@ -1,11 +1,14 @@
 """The server agent: store, state, leader, membership, and the RPC listeners.
 
-``ServerAgent`` is an async context manager. Starting it opens the store
-(memory or etcd), joins this server to the datacenter's LAN pool, starts the
-leader election (the leader reconciles membership into the catalog), and
-serves every RPC service, gRPC health and reflection on ``rpc_addr`` and
-``grpc_addr``. Closing it leaves gracefully: the member is marked LEFT, the
-leadership and its lease are given up, listeners drain for up to two seconds.
+``ServerAgent`` is an async context manager (``AgentBase``). Starting it opens
+the store (memory or etcd), joins this server to the datacenter's LAN pool,
+starts the leader election (the leader reconciles membership into the
+catalog), and serves every RPC service, gRPC health and reflection on
+``rpc_addr`` and ``grpc_addr``, then Consul's HTTP API. Each part's stop is
+pushed as it starts, so a failed start unwinds and closing stops everything in
+reverse: the heartbeat and HTTP first, the member marked LEFT, the leadership
+and its lease given up, the listeners drained for up to two seconds, the store
+last.
 """
 
 from __future__ import annotations
@@ -13,21 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
+from agent.agents.base import AgentBase
 from agent.config import VERSION, AgentConfig
-from agent.convert import seconds_duration
-from agent.http.serve import serve_http
-from agent.http.server import HTTPServer
+from agent.durations import seconds_duration
 from agent.local.core import LocalAgent
 from agent.membership.hub import MemberHub, wan_member
 from agent.metrics import (
-    AgentMetrics,
     Sample,
     local_samples,
     member_samples,
@@ -35,9 +31,11 @@ from agent.metrics import (
     stream_samples,
     views_samples,
 )
-from agent.pool import SERVER_KEEPALIVE_OPTIONS, ConnPool
+from agent.pool import ConnPool
 from agent.router import Router
+from agent.rpc.handlers import Dispatcher, Forwarder
 from agent.rpc.methods import SERVER_SERVICES
+from agent.server.config_entries import ConfigEndpoint
 from agent.server.endpoints import (
     CatalogEndpoint,
     EventEndpoint,
@@ -49,11 +47,12 @@ from agent.server.endpoints import (
     StatusEndpoint,
     TxnEndpoint,
 )
-from agent.server.handlers import Dispatcher, Forwarder, service_handler
 from agent.server.leader import LeaderElection
 from agent.server.reconcile import reconcile_forever
+from agent.server.snapshots import SnapshotEndpoint
 from agent.server.wan import WanForwarder, WanLinks
 from agent.state.catalog import Catalog
+from agent.state.config_entries import ConfigEntries
 from agent.state.events import EventState
 from agent.state.kv import KVState
 from agent.state.members import Members
@@ -63,57 +62,29 @@ from agent.store import Store
 from agent.store.factory import open_store
 from agent.store.replica import ReplicaStore
 from agent.stream import Publisher, SubscribeEndpoint, WanStreamForwarder
+from agent.tasks import Background
 from agent.views import ViewInvoker, ViewStore, views_stats
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
-__all__ = ["ServerAgent", "bind_grpc"]
+__all__ = ["ServerAgent"]
 
 logger = logging.getLogger(__name__)
 
-SERVICES = SERVER_SERVICES
-
 AGENT_SERVICE = apb.DESCRIPTOR.services_by_name["AgentService"]
 
-GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    *SERVER_KEEPALIVE_OPTIONS,
-]
+#: How long a closing server waits to tell the others it left.
+LEAVE_TIMEOUT = 3.0
 
 
-def bind_grpc(server: grpc.aio.Server, address: str) -> str:
-    """Bind ``address`` (port 0 picks one); the address actually bound."""
-    host, _, _ = address.rpartition(":")
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot bind {address}")
-    return f"{host}:{port}"
-
-
-def add_health_and_reflection(server: grpc.aio.Server, names: list[str]) -> health.HealthServicer:
-    servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    for name in ["", *names]:
-        servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        [
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
-    )
-    return servicer
-
-
-class ServerAgent:
+class ServerAgent(AgentBase):
     """One server agent process's worth of machinery."""
 
+    role = "server"
+
     def __init__(self, config: AgentConfig, *, forward: Forwarder | None = None) -> None:
-        self.config = config
+        super().__init__(config)
         self.forward = forward
         namespace = f"/consul-grpc/{config.datacenter}/"
         self.store: Store = open_store(
@@ -126,15 +97,19 @@ class ServerAgent:
         self.sessions = SessionState(self.store, self.catalog, self.kv)
         self.events = EventState(self.store)
         self.txn = TxnState(self.store, self.kv)
+        self.config_entries = ConfigEntries(self.store, self.replica)
+        # Membership reads (every heartbeat checks its alive key) come from the
+        # replica on etcd; writes and the liveness lease go to the store.
+        members_store: Store = self.replica or self.store
         self.lan = Members(
-            self.store,
+            members_store,
             "lan",
             suspect_timeout=config.suspect_timeout,
             reconnect_timeout=config.reconnect_timeout,
         )
         self.hub = MemberHub(self.store, "lan")
         self.wan = Members(
-            self.store,
+            members_store,
             "wan",
             suspect_timeout=config.suspect_timeout,
             reconnect_timeout=config.reconnect_timeout,
@@ -152,9 +127,7 @@ class ServerAgent:
         self.rpc_address = ""
         self.grpc_address = ""
         self.leader: LeaderElection | None = None
-        self.grpc_server: grpc.aio.Server | None = None
-        self.start_time = time.time()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = Background("server-agent")
         self.links = WanLinks(
             member=self.wan_member,
             router=self.wan_router,
@@ -176,10 +149,6 @@ class ServerAgent:
         )
         self.views = ViewStore(self.subscribe.Subscribe, hold_timeout=config.rpc_hold_timeout)
         self.reads = ViewInvoker(self.dispatch, self.views, config.datacenter, blocking_only=True)
-        self.metrics = AgentMetrics(self.metric_samples)
-        self.leave_requested = asyncio.Event()
-        self.http: HTTPServer | None = None
-        self.http_address = ""
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
@@ -280,25 +249,26 @@ class ServerAgent:
             if m.role == mpb.MEMBER_ROLE_SERVER and m.status == mpb.MEMBER_STATUS_ALIVE
         ]
 
-    async def __aenter__(self) -> ServerAgent:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def start(self) -> None:
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         cfg = self.config
         await self.store.start()
+        self.on_stop(stack, "store", self.store.aclose)
         if self.replica is not None:
             await self.replica.start()
-        self.grpc_server = grpc.aio.server(options=GRPC_OPTIONS)
-        self.rpc_address = bind_grpc(self.grpc_server, cfg.rpc_addr)
+            self.on_stop(stack, "replica", self.replica.aclose)
+        grpc_server = self.new_grpc_server(stack)
+        # Stopped before the gRPC server: subscriptions end at once, so their
+        # agents move to another server instead of waiting out the grace.
+        await self.publisher.start()
+        self.on_stop(stack, "publisher", self.publisher.aclose)
+        await self.views.start()
+        self.on_stop(stack, "views", self.views.aclose)
+        self.rpc_address = self.bind(grpc_server, cfg.rpc_addr)
         if cfg.grpc_addr and cfg.grpc_addr != cfg.rpc_addr:
-            self.grpc_address = bind_grpc(self.grpc_server, cfg.grpc_addr)
+            self.grpc_address = self.bind(grpc_server, cfg.grpc_addr)
         else:
             self.grpc_address = self.rpc_address
-        self.leader = LeaderElection(
+        self.leader = leader = LeaderElection(
             self.store,
             cfg.node_name,
             self.rpc_address,
@@ -326,7 +296,7 @@ class ServerAgent:
             wan=self.wan,
             wan_hub=self.wan_hub,
             remote_datacenters=self.links.datacenters,
-            leader=self.leader,
+            leader=leader,
             heartbeat_interval=self.heartbeat_interval,
             single_server=self.store.kind == "memory",
             peers=self.peers,
@@ -341,43 +311,45 @@ class ServerAgent:
             SessionEndpoint(ctx),
             EventEndpoint(ctx),
             TxnEndpoint(ctx),
+            SnapshotEndpoint(self.store, cfg.datacenter),
+            ConfigEndpoint(self.config_entries, ctx.meta),
             self.subscribe,
         ]
-        for service, endpoint in zip(SERVICES, endpoints, strict=True):
+        for service, endpoint in zip(SERVER_SERVICES, endpoints, strict=True):
             self.dispatch.register(service, endpoint)
-            self.grpc_server.add_generic_rpc_handlers(
-                [service_handler(service, endpoint, self.reads.rpc)]
-            )
-        self.grpc_server.add_generic_rpc_handlers(
-            [service_handler(AGENT_SERVICE, self.local.endpoint)]
+        self.serve_services(
+            grpc_server, list(zip(SERVER_SERVICES, endpoints, strict=True)), self.reads.rpc
         )
-        add_health_and_reflection(
-            self.grpc_server, [s.full_name for s in [*SERVICES, AGENT_SERVICE]]
-        )
-        await self.publisher.start()
-        await self.views.start()
+        self.serve_services(grpc_server, [(AGENT_SERVICE, self.local.endpoint)])
+        await self.serve_health_and_reflection(grpc_server, [*SERVER_SERVICES, AGENT_SERVICE])
         await self.hub.start()
+        self.on_stop(stack, "lan-hub", self.hub.aclose)
         await self.wan_hub.start()
+        self.on_stop(stack, "wan-hub", self.wan_hub.aclose)
         self.pool.start()
+        self.on_stop(stack, "pool", self.pool.aclose)
         self.wan_router.start()
+        self.on_stop(stack, "wan-router", self.wan_router.aclose)
+        for pool in (self.lan, self.wan):
+            await pool.start()
+            self.on_stop(stack, f"liveness-{pool.pool}", pool.aclose)
         await self.lan.join(self.member)
-        await self.leader.start()
-        await self.grpc_server.start()
+        self.on_stop(
+            stack,
+            "leave",
+            lambda: self.lan.leave(cfg.node_name),
+            timeout=LEAVE_TIMEOUT,
+        )
+        await leader.start()
+        self.on_stop(stack, "leader", leader.aclose)
+        await grpc_server.start()
         await self.links.start()
+        self.on_stop(stack, "wan-links", self.links.aclose)
         await self.local.start()
-        if cfg.http_addr:
-            self.http = serve_http(
-                cfg.http_addr,
-                invoker=self.reads,
-                agent_endpoint=self.local.endpoint,
-                datacenter=cfg.datacenter,
-                node_name=cfg.node_name,
-                metrics=self.metrics,
-                leave_requested=self.leave_requested,
-            )
-            await self.http.start()
-            self.http_address = self.http.address
-        self._tasks.append(asyncio.create_task(self._stay_alive(), name="server-heartbeat"))
+        self.on_stop(stack, "local", self.local.aclose)
+        await self.start_http(stack, invoker=self.reads, agent_endpoint=self.local.endpoint)
+        self._loops.spawn(self._stay_alive(), "server-heartbeat")
+        self.on_stop(stack, "heartbeat", self._loops.aclose)
         logger.info(
             "server agent started node=%s datacenter=%s store=%s rpc=%s grpc=%s http=%s",
             cfg.node_name,
@@ -399,31 +371,3 @@ class ServerAgent:
                 raise
             except Exception as exc:
                 logger.warning("heartbeat failed error=%s", exc)
-
-    async def aclose(self, *, leave: bool = True) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.http is not None:
-            await self.http.aclose()
-        await self.local.aclose()
-        await self.links.aclose()
-        if leave:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.lan.leave(self.config.node_name), 3.0)
-        if self.leader is not None:
-            await self.leader.aclose()
-        await self.publisher.aclose()  # ends subscriptions: their agents move on at once
-        if self.grpc_server is not None:
-            await self.grpc_server.stop(grace=2.0)
-        await self.views.aclose()
-        await self.hub.aclose()
-        await self.wan_hub.aclose()
-        await self.wan_router.aclose()
-        await self.pool.aclose()
-        if self.replica is not None:
-            await self.replica.aclose()
-        await self.store.aclose()
-        logger.info("server agent stopped node=%s", self.config.node_name)
