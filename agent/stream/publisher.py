@@ -42,6 +42,7 @@ from agent.state.catalog import Catalog
 from agent.state.kv import KVState
 from agent.store import CompactedError, Store
 from agent.stream.payloads import TopicKey, affected, read_value, topic_key
+from agent.tasks import Background
 from generated.consul.subscribe.v1 import subscribe_pb2 as spb
 
 __all__ = ["HEARTBEAT", "Publisher", "PublisherStats"]
@@ -115,8 +116,7 @@ class Publisher:
         self._dirty: set[TopicKey] = set()
         self._seen = 0
         self._kick = asyncio.Event()
-        self._tasks: asyncio.TaskGroup | None = None
-        self._runner: asyncio.Task[None] | None = None
+        self._loops = Background("stream-publisher")
         self._closing = False
 
     # -- lifecycle -------------------------------------------------------
@@ -124,20 +124,15 @@ class Publisher:
     async def start(self) -> None:
         _, self.position = await self.reader.get(keys.IDX_NODES)
         self._seen = self.position
-        self._runner = asyncio.create_task(self._run(), name="stream-publisher")
+        self._loops.spawn(self._follow(), "stream-feed")
+        self._loops.spawn(self._apply(), "stream-apply")
 
     async def aclose(self) -> None:
         """End every subscription (its client resubscribes elsewhere), then the feed."""
         self._closing = True
         for slot in self._slots.values():
             slot.changed.set()
-        task, self._runner = self._runner, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
-                await task
+        await self._loops.aclose(_CLOSE_TIMEOUT)
 
     async def __aenter__(self) -> Publisher:
         await self.start()
@@ -145,11 +140,6 @@ class Publisher:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    async def _run(self) -> None:
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._follow(), name="stream-feed")
-            tg.create_task(self._apply(), name="stream-apply")
 
     # -- the feed --------------------------------------------------------
 
