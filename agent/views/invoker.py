@@ -63,6 +63,9 @@ class Rendered:
     body: bytes
     hit: bool
     age: float
+    #: The view and data version it was built from (None: a server answered).
+    view: View | None = None
+    version: int = 0
 
 
 class ViewInvoker:
@@ -113,7 +116,20 @@ class ViewInvoker:
         hit = body is not None
         if body is None:
             body = found.rendered[fmt] = render(found.response)
-        return Rendered(found.response, body, hit, time.monotonic() - found.created)
+        return Rendered(
+            found.response, body, hit, time.monotonic() - found.created, found.view, found.version
+        )
+
+    def current(self, view: View, version: int) -> bool:
+        """Whether an answer built from ``view`` at ``version`` is still what a default
+        read would get (the HTTP layer's front cache asks, per request)."""
+        if not view.connected or view.version != version:
+            return False
+        if view.position < self._last_write and view.key.datacenter == self.local_dc:
+            return False
+        view.touch()
+        self.views.stats.hits += 1
+        return True
 
     async def _delegate(self, spec: MethodSpec, request: Message) -> Message:
         response = await self.inner.rpc(spec, request)

@@ -93,6 +93,8 @@ class ViewStore:
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await runner
+        for view in self._views.values():
+            view.close()
         self._views.clear()
         self._tasks.clear()
 
@@ -124,7 +126,9 @@ class ViewStore:
         return found
 
     def _close(self, key: ViewKey) -> None:
-        self._views.pop(key, None)
+        view = self._views.pop(key, None)
+        if view is not None:
+            view.close()
         task = self._tasks.pop(key, None)
         if task is not None:
             task.cancel()

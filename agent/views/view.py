@@ -80,6 +80,7 @@ class Answer:
     response: Message
     created: float
     rendered: dict[str, bytes] = field(default_factory=dict)
+    view: View | None = None
 
 
 class View:
@@ -218,6 +219,17 @@ class View:
 
     # -- reads -----------------------------------------------------------
 
+    def close(self) -> None:
+        """The store dropped this view: whoever still holds it must not trust it."""
+        self.connected = False
+        self.version += 1
+        self.answers.clear()
+        self._wake()
+
+    def touch(self) -> None:
+        """Count a read now (LRU order and idle expiry)."""
+        self.last_read = self._clock()
+
     def last_contact(self) -> float:
         """Seconds since the view last heard from its server (0 while connected)."""
         if self.connected or self.down_since is None:
@@ -277,7 +289,7 @@ class View:
         return found
 
     def keep_answer(self, variant: bytes, response: Message) -> Answer:
-        answer = Answer(self.version, response, self._clock())
+        answer = Answer(self.version, response, self._clock(), view=self)
         self.answers[variant] = answer
         while len(self.answers) > MAX_ANSWERS:
             self.answers.popitem(last=False)

@@ -153,3 +153,33 @@ async def test_bad_requests_are_refused_before_any_view(
     with pytest.raises(InvalidArgument):
         await invoker.rpc(HEALTH, bad)
     assert len(invoker.views) == 0 and inner.calls == []
+
+
+async def test_current_only_while_the_view_is_unchanged_and_open(
+    setup: tuple[ViewInvoker, FauxInner, OneValue],
+) -> None:
+    """What the HTTP front cache relies on; an evicted view must never count as current."""
+    invoker, _, source = setup
+    answer = await invoker.rendered(
+        HEALTH, hpb.ServiceHealthRequest(service="web"), "json", lambda m: b"x"
+    )
+    assert answer.view is not None
+    assert invoker.current(answer.view, answer.version)
+    source.queue.put_nowait(
+        spb.SubscribeResponse(
+            events=spb.EventBatch(index=11, events=[spb.Event(index=11)]), known_leader=True
+        )
+    )
+    async with asyncio.timeout(5):
+        while answer.view.index < 11:
+            await asyncio.sleep(0.01)
+    assert not invoker.current(answer.view, answer.version)
+    again = await invoker.rendered(
+        HEALTH, hpb.ServiceHealthRequest(service="web"), "json", lambda m: b"y"
+    )
+    assert again.view is answer.view and invoker.current(again.view, again.version)
+    invoker.views.reap()  # not idle: kept
+    assert invoker.current(again.view, again.version)
+    invoker.views.idle_timeout = -1
+    invoker.views.reap()
+    assert not invoker.current(again.view, again.version)
