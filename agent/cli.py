@@ -27,6 +27,7 @@ from agent.demo import add_demo_parser, cmd_demo
 from agent.durations import parse_duration, seconds_duration
 from agent.errors import ConsulError, InvalidArgument
 from agent.shapes import check_json, kv_json, node_json, service_entry_json
+from agent.tls.cli import add_agent_tls_flags, add_tls_parser, cmd_tls
 from generated.consul.agent.v1 import agent_pb2, agent_pb2_grpc
 from generated.consul.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from generated.consul.common.v1 import query_pb2, types_pb2
@@ -75,12 +76,14 @@ def _agent_parser(sub: Any) -> None:
     p.add_argument(
         "--enable-script-checks", dest="enable_script_checks", action="store_true", default=None
     )
+    p.add_argument("--ui", "-ui", dest="ui", action="store_true", default=None, help="web UI")
+    add_agent_tls_flags(p)
 
 
 def build_config(args: argparse.Namespace) -> AgentConfig:
     config = AgentConfig()
     if args.dev:
-        config = config.merged({"server": True, "dev": True, "store": "memory"})
+        config = config.merged({"server": True, "dev": True, "store": "memory", "ui": True})
     if args.config_file:
         config = config.merged(load_config_file(args.config_file))
     flags = {
@@ -108,6 +111,7 @@ async def run_agent(config: AgentConfig) -> int:
 
         agent = ClientAgent(config)
     async with agent:
+        loop.add_signal_handler(signal.SIGHUP, agent.reload_tls)
         stopping = asyncio.create_task(stop.wait())
         leaving = asyncio.create_task(agent.leave_requested.wait())
         await asyncio.wait([stopping, leaving], return_when=asyncio.FIRST_COMPLETED)
@@ -406,6 +410,7 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--count", type=int, default=0, help="stop after N results (0: never)")
     w.add_argument("--wait-seconds", type=float, default=300.0, help=argparse.SUPPRESS)
     _client_args(w)
+    add_tls_parser(sub)
     return root
 
 
@@ -416,6 +421,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
     "demo": cmd_demo,
     "services": cmd_services,
     "watch": cmd_watch,
+    "tls": cmd_tls,
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.durations import parse_duration
 from agent.errors import InvalidArgument
+from agent.tls.config import TLSConfig, ports_addresses
 
 __all__ = ["VERSION", "AgentConfig", "load_config_file", "setup_logging", "with_node_id"]
 
@@ -30,6 +31,7 @@ _DURATIONS = {
     "rpc_hold_timeout",
     "leader_ttl",
     "rebalance_interval",
+    "max_query_time",
 }
 
 
@@ -59,6 +61,18 @@ class AgentConfig:
     leader_ttl: float = 5.0
     rebalance_interval: float | None = None
     enable_script_checks: bool = False
+    #: Serve the web UI at /ui/ (on for --dev; ``ui_config { enabled }`` or ``--ui``).
+    ui: bool = False
+    # HTTP edge limits (agent.http.limits); the first two are read from Consul's
+    # "limits" block, max_query_time is Consul's top-level key.
+    http_max_conns_per_client: int = 200
+    http_max_blocking_queries_per_client: int = 128
+    max_query_time: float = 600.0
+    # TLS (Consul 1.12+ ``tls`` stanza; ``ports.https`` / ``ports.grpc_tls`` set these two).
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    https_addr: str = ""
+    grpc_tls_addr: str = ""
+    domain: str = "consul"
 
     def validated(self) -> AgentConfig:
         if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
@@ -82,19 +96,42 @@ class AgentConfig:
             raise InvalidArgument("rpc_rate must be positive")
         if self.rpc_max_burst < 1:
             raise InvalidArgument("rpc_max_burst must be at least 1")
+        if min(self.http_max_conns_per_client, self.http_max_blocking_queries_per_client) < 0:
+            raise InvalidArgument("limits must not be negative (0 means no limit)")
+        if self.max_query_time <= 0:
+            raise InvalidArgument("max_query_time must be positive")
+        if self.https_addr and not self.tls.https.has_cert:
+            raise InvalidArgument("ports.https is set, but tls.https has no cert_file and key_file")
+        if self.grpc_tls_addr and not self.tls.grpc.has_cert:
+            raise InvalidArgument(
+                "ports.grpc_tls is set, but tls.grpc has no cert_file and key_file"
+            )
         return self
 
     def merged(self, overrides: dict[str, Any]) -> AgentConfig:
         """A copy with ``overrides`` (config-file or flag values) applied and typed."""
-        known = {f.name for f in fields(self)}
+        known = {f.name for f in fields(self)} | {"ui_config"}
+        limits = overrides.get("limits")
+        if isinstance(limits, dict):  # Consul's limits { ... } block: its keys, flattened
+            overrides = {**{k: v for k, v in overrides.items() if k != "limits"}, **limits}
         clean: dict[str, Any] = {}
         for key, value in overrides.items():
             name = {"node": "node_name", "bind_addr": "advertise_addr"}.get(key, key)
-            if name not in known:
+            if name not in known and name != "ports":
                 raise InvalidArgument(f"Unknown configuration key {key!r}")
             if value is None:
                 continue
-            if name in _DURATIONS:
+            if key == "ui_config":
+                name, value = "ui", _ui_enabled(value)
+            if key == "ports":
+                base = replace(self, **clean)
+                clean.update(
+                    ports_addresses(value, http_addr=base.http_addr, grpc_addr=base.grpc_addr)
+                )
+                continue
+            if name == "tls":
+                value = TLSConfig.parse(value)
+            elif name in _DURATIONS:
                 value = parse_duration(value)
             elif name in ("retry_join", "retry_join_wan", "etcd_endpoints"):
                 if isinstance(value, str):
@@ -102,6 +139,13 @@ class AgentConfig:
                 value = tuple(value)
             clean[name] = value
         return replace(self, **clean)
+
+
+def _ui_enabled(value: Any) -> bool:
+    """Consul's ``ui_config { enabled = true }``: a JSON object with a boolean ``enabled``."""
+    if not isinstance(value, dict) or not isinstance(value.get("enabled", False), bool):
+        raise InvalidArgument("ui_config must be an object such as {\"enabled\": true}")
+    return bool(value.get("enabled", False))
 
 
 def with_node_id(config: AgentConfig) -> AgentConfig:

@@ -30,12 +30,18 @@ def check_name(value: str, what: str, *, required: bool = True) -> str:
 
 
 def query_opts(options: qpb.QueryOptions) -> QueryOpts:
-    """Validated internal query options of a request."""
+    """Validated internal query options of a request.
+
+    ``min_index`` is clamped to 2^63-2: indexes are etcd revisions (int64) and
+    a watch starts at ``min_index + 1``; a larger index (any uint64 is valid,
+    as in Consul) means the same "block until the wait ends" and must not
+    overflow the revision.
+    """
     if options.consistency not in _CONSISTENCY:
         raise InvalidArgument(f"Unknown consistency mode {options.consistency}")
     return QueryOpts(
         datacenter=options.datacenter,
-        min_index=options.min_index,
+        min_index=min(options.min_index, (1 << 63) - 2),
         max_wait=duration_seconds(options.max_wait, "max_wait"),
         consistency=_CONSISTENCY[options.consistency],
         token=options.token,

@@ -151,12 +151,12 @@ def rpc_samples(stats: RpcCounts) -> Iterator[Sample]:
 
 
 class _Collector(Collector):
-    def __init__(self, samples: Callable[[], Iterable[Sample]]) -> None:
-        self._samples = samples
+    def __init__(self, sources: list[Callable[[], Iterable[Sample]]]) -> None:
+        self._sources = sources
 
     def collect(self) -> Iterator[Metric]:
         families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
-        for s in self._samples():
+        for s in (s for source in self._sources for s in source()):
             family = families.get(s.name)
             if family is None:
                 labels = sorted(s.labels)
@@ -171,11 +171,16 @@ class _Collector(Collector):
 
 
 class AgentMetrics:
-    """The metrics of one agent, from its ``samples`` callable."""
+    """The metrics of one agent, from its ``samples`` callable and any source
+    a part adds later (``add_source``: the HTTP edge's gauges)."""
 
     def __init__(self, samples: Callable[[], Iterable[Sample]]) -> None:
+        self._sources = [samples]
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Collector(samples))
+        self.registry.register(_Collector(self._sources))
+
+    def add_source(self, samples: Callable[[], Iterable[Sample]]) -> None:
+        self._sources.append(samples)
 
     def prometheus(self) -> bytes:
         return generate_latest(self.registry)

@@ -29,6 +29,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
 from agent.config import AgentConfig
+from agent.http.limits import HTTPLimits
 from agent.http.protocols import Invoker
 from agent.http.protocols import LocalAgent as LocalEndpoint
 from agent.http.serve import serve_http
@@ -37,6 +38,7 @@ from agent.pool import SERVER_KEEPALIVE_OPTIONS
 from agent.rpc.handlers import RpcStats, service_handler
 from agent.rpc.listen import GRPC_SERVER_OPTIONS, add_health_and_reflection, bind_grpc
 from agent.rpc.methods import MethodSpec
+from agent.tls import Configurator
 
 __all__ = ["AgentBase", "StopFailed"]
 
@@ -60,6 +62,10 @@ class AgentBase(ABC):
         self.metrics = AgentMetrics(self._samples)
         self.leave_requested = asyncio.Event()
         self.http_address = ""
+        self.https_address = ""
+        self.grpc_tls_address = ""
+        # Certificates are read (and checked) when the agent starts.
+        self.tls = Configurator(config.tls, datacenter=config.datacenter, domain=config.domain)
         self._stack: contextlib.AsyncExitStack | None = None
         self._stop_errors: list[Exception] = []
 
@@ -88,12 +94,18 @@ class AgentBase(ABC):
         stack = contextlib.AsyncExitStack()
         self._stop_errors = []
         try:
+            self.tls.load()
             await self._start(stack)
         except BaseException as exc:
             logger.error("%s agent failed to start error=%s", self.role, exc)
             await self._unwind(stack)
             raise
         self._stack = stack
+
+    def reload_tls(self) -> list[str]:
+        """Re-read the certificates (SIGHUP, ``reload``): new connections get them,
+        open ones keep theirs; the errors of files that failed (the old ones stay)."""
+        return self.tls.reload()
 
     async def aclose(self) -> None:
         """Stop every part, in reverse order of start; raise ``StopFailed`` for failures."""
@@ -143,8 +155,17 @@ class AgentBase(ABC):
         return server
 
     @staticmethod
-    def bind(server: grpc.aio.Server, address: str) -> str:
-        return bind_grpc(server, address)
+    def bind(
+        server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None = None
+    ) -> str:
+        return bind_grpc(server, address, credentials)
+
+    def bind_grpc_tls(self, server: grpc.aio.Server) -> None:
+        """Serve ``server``'s services over TLS on ``config.grpc_tls_addr`` too (if set)."""
+        if self.config.grpc_tls_addr:
+            self.grpc_tls_address = self.bind(
+                server, self.config.grpc_tls_addr, self.tls.grpc_server_credentials()
+            )
 
     def serve_services(
         self,
@@ -173,10 +194,11 @@ class AgentBase(ABC):
         invoker: Invoker,
         agent_endpoint: LocalEndpoint,
     ) -> None:
-        """Serve Consul's HTTP API on ``config.http_addr`` (if set)."""
+        """Serve Consul's HTTP API on ``config.http_addr`` and ``https_addr`` (if set)."""
         cfg = self.config
-        if not cfg.http_addr:
+        if not cfg.http_addr and not cfg.https_addr:
             return
+        https_context = self.tls.https_context() if cfg.https_addr else None
         http = serve_http(
             cfg.http_addr,
             invoker=invoker,
@@ -185,10 +207,14 @@ class AgentBase(ABC):
             node_name=cfg.node_name,
             metrics=self.metrics,
             leave_requested=self.leave_requested,
+            ui=cfg.ui,
+            limits=HTTPLimits.of(cfg),
+            https=(cfg.https_addr, https_context) if https_context is not None else None,
         )
         await http.start()
         self.on_stop(stack, "http", http.aclose)
         self.http_address = http.address
+        self.https_address = http.tls_address
 
     # ----- metrics ----------------------------------------------------------
 

@@ -63,7 +63,7 @@ class ClientAgent(AgentBase):
     def __init__(self, config: AgentConfig) -> None:
         super().__init__(config)
         self.grpc_address = ""
-        self.pool = ConnPool()
+        self.pool = ConnPool(security=self.tls.outgoing())
         self.router = Router(
             config.datacenter,
             self.pool,
@@ -212,6 +212,7 @@ class ClientAgent(AgentBase):
         self.on_stop(stack, "views", self.views.aclose)
         grpc_server = self.new_grpc_server(stack)
         self.grpc_address = self.bind(grpc_server, cfg.grpc_addr)
+        self.bind_grpc_tls(grpc_server)
         self.serve_services(
             grpc_server,
             [(s, _NoEndpoint()) for s in FORWARDED_SERVICES],
@@ -232,10 +233,13 @@ class ClientAgent(AgentBase):
         await grpc_server.start()
         await self.start_http(stack, invoker=self.reads, agent_endpoint=self.local.endpoint)
         logger.info(
-            "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s",
+            "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s"
+            " https=%s grpc_tls=%s",
             cfg.node_name,
             cfg.datacenter,
             self.grpc_address,
             self.http_address,
             ",".join(cfg.retry_join),
+            self.https_address,
+            self.grpc_tls_address,
         )

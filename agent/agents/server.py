@@ -115,7 +115,7 @@ class ServerAgent(AgentBase):
             reconnect_timeout=config.reconnect_timeout,
         )
         self.wan_hub = MemberHub(self.store, "wan")
-        self.pool = ConnPool()
+        self.pool = ConnPool(security=self.tls.outgoing(self._datacenter_of))
         self.wan_router = Router(
             config.datacenter,
             self.pool,
@@ -263,11 +263,12 @@ class ServerAgent(AgentBase):
         self.on_stop(stack, "publisher", self.publisher.aclose)
         await self.views.start()
         self.on_stop(stack, "views", self.views.aclose)
-        self.rpc_address = self.bind(grpc_server, cfg.rpc_addr)
+        self.rpc_address = self.bind(grpc_server, cfg.rpc_addr, self.tls.rpc_server_credentials())
         if cfg.grpc_addr and cfg.grpc_addr != cfg.rpc_addr:
             self.grpc_address = self.bind(grpc_server, cfg.grpc_addr)
         else:
             self.grpc_address = self.rpc_address
+        self.bind_grpc_tls(grpc_server)
         self.leader = leader = LeaderElection(
             self.store,
             cfg.node_name,
@@ -351,14 +352,29 @@ class ServerAgent(AgentBase):
         self._loops.spawn(self._stay_alive(), "server-heartbeat")
         self.on_stop(stack, "heartbeat", self._loops.aclose)
         logger.info(
-            "server agent started node=%s datacenter=%s store=%s rpc=%s grpc=%s http=%s",
+            "server agent started node=%s datacenter=%s store=%s rpc=%s grpc=%s http=%s"
+            " https=%s grpc_tls=%s",
             cfg.node_name,
             cfg.datacenter,
             self.store.kind,
             self.rpc_address,
             self.grpc_address,
             self.http_address,
+            self.https_address,
+            self.grpc_tls_address,
         )
+
+    def _datacenter_of(self, address: str) -> str | None:
+        """The datacenter of the server at ``address``, if known (the name its TLS
+        certificate must carry): from the WAN router, else from a WAN member."""
+        for state in self.wan_router.state().values():
+            for server in state.servers:
+                if server.address == address:
+                    return server.datacenter
+        for member in self.wan_hub.members.values():
+            if member.address == address:
+                return member.datacenter
+        return None
 
     async def _stay_alive(self) -> None:
         while True:

@@ -24,8 +24,8 @@ The language, as Consul documents it (api-docs/features/filtering)::
   numbers, or bare words (``passing``, ``true``). The literal is converted to
   the field's type for ``==``: ``ServicePort == 80``, ``Enabled == true``.
 - Precedence: ``not`` binds tighter than ``and``, which binds tighter than ``or``.
-- Regular expressions are Go RE2 syntax run by Python's ``re`` (``re.search``);
-  the common subset behaves the same.
+- Regular expressions are Go RE2 syntax, run in linear time by RE2 itself
+  (:mod:`agent.filter.regex`), at most 1024 characters.
 
 Choices where we differ from bexpr, which checks selectors against a static
 Go type when the filter is created: we have untyped rows, so an unknown or

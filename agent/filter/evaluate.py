@@ -110,7 +110,7 @@ def _apply(match: Match, value: Any) -> bool:
     else:
         if not isinstance(value, str) or match.pattern is None:
             raise _misuse(match, value, "only a string can match a regular expression")
-        result = match.pattern.search(value) is not None
+        result = match.pattern.search(value)
     return not result if op.negated else result
 
 

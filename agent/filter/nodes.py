@@ -7,9 +7,10 @@ once, at parse time), so one tree may be cached and evaluated concurrently.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from typing import TypeAlias
+
+from agent.filter.regex import Pattern
 
 __all__ = [
     "And",
@@ -86,7 +87,7 @@ class Match:
     op: MatchOp
     value: str | None  # the raw literal, converted to the field's type when compared
     op_text: str  # as written ("contains" or "in"), for error messages
-    pattern: re.Pattern[str] | None = None  # compiled value of matches / not matches
+    pattern: Pattern | None = None  # compiled value of matches / not matches
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from agent.filter.nodes import (
     Or,
     Selector,
 )
+from agent.filter.regex import Pattern, PatternError, compile_pattern
 
 __all__ = ["MAX_DEPTH", "ParseError", "parse"]
 
@@ -72,7 +73,6 @@ _SIMPLE_ESCAPES = {
     '"': '"',
 }
 _HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
-_GO_END_OF_TEXT = re.compile(r"(?<!\\)((?:\\\\)*)\\z")
 _OPERATORS_HINT = (
     "==, !=, is empty, is not empty, in, not in, contains, not contains, matches or not matches"
 )
@@ -480,10 +480,9 @@ def _json_pointer(value: str, text: str) -> Selector | None:
     return Selector(path, text)
 
 
-def _compile_regex(value: str, offset: int) -> re.Pattern[str]:
-    # Go's RE2 syntax is close to Python's; \z (end of text) is Python's \Z.
-    source = _GO_END_OF_TEXT.sub(r"\1\\Z", value)
+def _compile_regex(value: str, offset: int) -> Pattern:
+    # RE2, as Go's regexp: linear time, Go's syntax (see agent.filter.regex).
     try:
-        return re.compile(source)
-    except re.error as exc:
-        raise ParseError(f"invalid regular expression {value!r}: {exc.msg}", offset) from exc
+        return compile_pattern(value)
+    except PatternError as exc:
+        raise ParseError(f"invalid regular expression: {exc.message}", offset) from None

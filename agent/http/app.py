@@ -28,11 +28,20 @@ from agent.http.catalog_routes import add_catalog_routes, add_health_routes
 from agent.http.config_routes import add_config_routes
 from agent.http.event_routes import add_event_routes
 from agent.http.kv_routes import add_kv_routes, add_status_routes
+from agent.http.limits import (
+    LIMITS,
+    TRACKER,
+    ClientTracker,
+    HTTPLimits,
+    blocking_query_middleware,
+    write_shield_middleware,
+)
 from agent.http.params import MAX_BODY_SIZE
 from agent.http.protocols import Invoker, LocalAgent
 from agent.http.session_routes import add_session_routes
 from agent.http.snapshot_routes import add_snapshot_routes
 from agent.http.txn_routes import add_txn_routes
+from agent.http.ui_routes import add_ui_routes
 
 __all__ = ["build_app"]
 
@@ -44,9 +53,16 @@ def build_app(
     datacenter: str,
     node_name: str,
     on_leave: Callable[[], Awaitable[None]] | None = None,
+    ui: bool = False,
+    limits: HTTPLimits | None = None,
 ) -> web.Application:
     """Consul's ``/v1`` API: agent, catalog, health, kv, status, session, event and txn."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY_SIZE)
+    app = web.Application(
+        middlewares=[write_shield_middleware, error_middleware, blocking_query_middleware],
+        client_max_size=MAX_BODY_SIZE,
+    )
+    app[LIMITS] = limits or HTTPLimits()
+    app[TRACKER] = ClientTracker(app[LIMITS])
     app[CONTEXT] = Context(
         invoker=invoker,
         agent=agent_endpoint,
@@ -64,4 +80,5 @@ def build_app(
     add_txn_routes(app.router)
     add_snapshot_routes(app.router)
     add_config_routes(app.router)
+    add_ui_routes(app.router, serve_ui=ui)
     return app

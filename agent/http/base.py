@@ -188,7 +188,9 @@ def front_cached(handler: Handler) -> Handler:
 
 
 def text_response(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text, content_type="text/plain")
+    # A message may quote input holding lone surrogates: never fail to encode it.
+    body = text.encode("utf-8", "backslashreplace")
+    return web.Response(status=status, body=body, content_type="text/plain", charset="utf-8")
 
 
 @web.middleware
@@ -210,6 +212,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 err.message,
             )
         return text_response(err.http_status, err.message)
+    except UnicodeError:
+        # Input no UTF-8 encoder takes (a lone surrogate from a header or a
+        # path) met an encoder on its way down: bad input, not a crash.
+        logger.debug("request refused method=%s reason=invalid_utf8", request.method)
+        return text_response(400, "Request decode failed: invalid UTF-8 in the request")
     except Exception:
         logger.exception("request crashed method=%s path=%s", request.method, request.path)
         return text_response(500, "Internal error")

@@ -6,7 +6,8 @@ the list applies Consul's agent-side filter (``shouldProcessUserEvent``): an
 event whose ``NodeFilter`` does not match this agent's node name, or whose
 ``ServiceFilter`` (and ``TagFilter``) matches none of its local services, is
 not listed here, as a Consul agent would never have stored it. Filters are Go
-regular expressions matched anywhere in the name (``regexp.MatchString``).
+regular expressions matched anywhere in the name (``regexp.MatchString``),
+run by RE2 in linear time (:mod:`agent.filter.regex`).
 
 Fire answers the event as recorded (``Payload`` in base64, ``null`` when
 empty); list answers every matching event, oldest first, ``?name=`` keeping
@@ -16,11 +17,10 @@ one name, with ``X-Consul-Index`` to block on with ``?index``. As in Consul,
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
 from agent.errors import InvalidArgument
+from agent.filter.regex import Pattern, PatternError, compile_pattern
 from agent.http.base import Context, context, json_response
 from agent.http.params import query_options, read_body, write_options
 from agent.shapes import event_json
@@ -39,11 +39,11 @@ MAX_EVENT_PAYLOAD = 100 * 1024
 USER_EVENT_MAX_VERSION = 1
 
 
-def _compile(pattern: str, what: str) -> re.Pattern[str]:
+def _compile(pattern: str, what: str) -> Pattern:
     try:
-        return re.compile(pattern)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise InvalidArgument(f"Invalid {what} filter: {exc}") from None
+        return compile_pattern(pattern)
+    except PatternError as exc:
+        raise InvalidArgument(f"Invalid {what} filter: {exc.message}") from None
 
 
 def _validate(event: epb.Event) -> None:
@@ -64,13 +64,13 @@ def applies_to(event: epb.Event, node_name: str, services: list[pb.Service]) -> 
     if event.version > USER_EVENT_MAX_VERSION:
         return False
     try:
-        if event.node_filter and not re.search(event.node_filter, node_name):
+        if event.node_filter and not compile_pattern(event.node_filter).search(node_name):
             return False
         if not event.service_filter:
             return True
-        service_re = re.compile(event.service_filter)
-        tag_re = re.compile(event.tag_filter) if event.tag_filter else None
-    except (re.error, RecursionError, OverflowError):
+        service_re = compile_pattern(event.service_filter)
+        tag_re = compile_pattern(event.tag_filter) if event.tag_filter else None
+    except PatternError:
         # Consul drops an event whose filter does not compile.
         return False
     for svc in services:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from aiohttp import web
@@ -18,16 +19,20 @@ from multidict import MultiMapping
 
 from agent.durations import parse_duration, seconds_duration
 from agent.errors import ConsulError, InvalidArgument
+from agent.http.goparse import GoSyntaxError, parse_duration_ns, parse_uint
+from agent.http.limits import LIMITS, HTTPLimits
 from generated.consul.common.v1 import query_pb2 as qpb
 
 __all__ = [
     "MAX_BODY_SIZE",
     "MAX_DURATION",
+    "MAX_INDEX",
     "BodyTooLarge",
     "Fields",
     "check_duration",
     "decode_json",
     "flag",
+    "go_string",
     "node_meta",
     "query_options",
     "read_body",
@@ -42,6 +47,18 @@ MAX_BODY_SIZE = 1 << 20
 
 # Go's time.Duration holds at most 2^63-1 ns (about 292 years); longer is invalid.
 MAX_DURATION = (2**63 - 1) / 1e9
+_MAX_DURATION_NS = 2**63 - 1
+
+# Indexes are etcd revisions (int64) at the bottom; a watch starts at index + 1.
+# Consul takes any uint64 ?index= and blocks until its wait ends when nothing
+# reaches it; a larger one is clamped here, so it means the same and cannot
+# overflow a revision on its way down.
+MAX_INDEX = (1 << 63) - 2
+
+# Go's encoding/json turns a lone UTF-16 surrogate (\ud800) into U+FFFD; Python
+# keeps it in the str, where it cannot be encoded again (protobuf, logs, answers).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
@@ -74,31 +91,44 @@ def flag(query: MultiMapping[str], name: str) -> bool:
 
 
 def uint_param(query: MultiMapping[str], name: str) -> int | None:
-    """An unsigned 64-bit integer query parameter, or None when absent."""
+    """An unsigned 64-bit integer query parameter (Go's ``strconv.ParseUint``), None when absent."""
     if name not in query:
         return None
     value = query.get(name, "")
     try:
-        number = int(value, 10)
-    except ValueError:
-        raise InvalidArgument(f"Invalid {name}: {value!r} is not an unsigned integer") from None
-    if not 0 <= number < 1 << 64:
-        raise InvalidArgument(f"Invalid {name}: {value!r} is out of range")
-    return number
+        return parse_uint(value)
+    except GoSyntaxError:
+        raise InvalidArgument(
+            f"Invalid {name}: {_quote(value)} is not an unsigned 64-bit integer"
+        ) from None
+
+
+def _quote(value: str) -> str:
+    """``value`` shortened and ASCII-safe, for an error message."""
+    return ascii(value[:32])
+
+
+def go_string(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD, as a Go string would hold it.
+
+    aiohttp decodes header bytes that are not UTF-8 to surrogates
+    (``surrogateescape``); JSON may spell them (``"\\ud800"``).
+    """
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def token(request: web.Request) -> str:
     """The caller's ACL token: ``?token=``, else ``X-Consul-Token``, else a Bearer token."""
     from_query = request.query.get("token", "")
     if from_query:
-        return from_query
+        return go_string(from_query)
     header = request.headers.get("X-Consul-Token", "")
     if header:
-        return header
+        return go_string(header)
     auth = request.headers.get("Authorization", "")
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "bearer":
-        return value.strip()
+        return go_string(value.strip())
     return ""
 
 
@@ -125,13 +155,19 @@ def query_options(request: web.Request) -> qpb.QueryOptions:
     )
     index = uint_param(query, "index")
     if index is not None:
-        opts.min_index = index
-    if query.get("wait"):
+        opts.min_index = min(index, MAX_INDEX)
+    wait_text = query.get("wait", "")
+    if wait_text:
+        # Consul: time.ParseDuration, "Invalid wait time" otherwise; a wait over
+        # max_query_time is cut to it; zero or negative means the default wait.
         try:
-            wait = parse_duration(query["wait"])
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"Invalid wait time: {exc.message}") from None
-        opts.max_wait.CopyFrom(seconds_duration(check_duration(wait, "Invalid wait time")))
+            wait_ns = parse_duration_ns(wait_text)
+        except GoSyntaxError as exc:
+            raise InvalidArgument(f"Invalid wait time: {exc}") from None
+        if wait_ns > 0:
+            limits = request.app.get(LIMITS) or HTTPLimits()
+            wait = min(wait_ns / 1e9, limits.max_query_time)
+            opts.max_wait.CopyFrom(seconds_duration(wait))
     stale, consistent = flag(query, "stale"), flag(query, "consistent")
     if stale and consistent:
         raise InvalidArgument("Cannot specify ?stale with ?consistent, conflicting semantics.")
@@ -157,7 +193,13 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_SIZE, what: str 
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.readany()
+        try:
+            chunk = await request.content.readany()
+        except web.RequestPayloadError:
+            # A body that does not decode as its Content-Encoding says (not gzip).
+            raise InvalidArgument(
+                "Request decode failed: the body does not match its Content-Encoding"
+            ) from None
         if not chunk:
             break
         size += len(chunk)
@@ -172,9 +214,23 @@ def decode_json(body: bytes) -> Any:
     if not body.strip():
         return None
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        doc = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise InvalidArgument(f"Request decode failed: {exc}") from None
+    if _SURROGATE_ESCAPE.search(body):
+        doc = _without_surrogates(doc)
+    return doc
+
+
+def _without_surrogates(value: Any) -> Any:
+    """``value`` with every string (keys too) passed through :func:`go_string`."""
+    if isinstance(value, str):
+        return go_string(value)
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {go_string(k): _without_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -324,6 +380,10 @@ class Fields:
             if value < 0:
                 raise InvalidArgument(
                     f"Request decode failed: {self.what}.{names[0]} must not be negative"
+                )
+            if value > _MAX_DURATION_NS:  # before float(): a huge int overflows it
+                raise InvalidArgument(
+                    f"Request decode failed: {self.what}.{names[0]}: duration out of range"
                 )
             seconds = float(value) / 1e9
         elif isinstance(value, str):

@@ -6,6 +6,7 @@ from agent.pool.failure import is_transport_failure
 from agent.pool.pool import (
     CHANNEL_OPTIONS,
     SERVER_KEEPALIVE_OPTIONS,
+    ChannelSecurity,
     ConnectFailed,
     ConnPool,
     PoolStats,
@@ -14,6 +15,7 @@ from agent.pool.pool import (
 __all__ = [
     "CHANNEL_OPTIONS",
     "SERVER_KEEPALIVE_OPTIONS",
+    "ChannelSecurity",
     "ConnPool",
     "ConnectFailed",
     "PoolStats",

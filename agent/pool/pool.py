@@ -11,6 +11,10 @@ already multiplexes every call to one server:
   ``idle_timeout`` (127 s, Consul's 2 min + 7 s) and with no call in flight.
 - ``mark_failed(address)`` retires the channel after a transport failure: new
   calls dial a fresh one; the old one is closed once its in-flight calls end.
+- With a ``security`` (TLS), channels are dialed with its credentials, read
+  at each dial (so a certificate reload reaches new channels while open ones
+  keep theirs), and, when it names one, with the server name the server's
+  certificate must carry (``grpc.ssl_target_name_override``).
 - ``call`` first makes sure the channel is connected. A server that cannot be
   reached raises :class:`ConnectFailed`, which tells the caller the request was
   never sent (so even a write is safe to send elsewhere).
@@ -36,6 +40,7 @@ from agent.tasks import Background
 __all__ = [
     "CHANNEL_OPTIONS",
     "SERVER_KEEPALIVE_OPTIONS",
+    "ChannelSecurity",
     "ConnPool",
     "ConnectFailed",
     "PoolStats",
@@ -88,6 +93,18 @@ class ConnectFailed(ConnectionError):
         self.reason = reason
 
 
+class ChannelSecurity(Protocol):
+    """TLS for dialing servers (satisfied by agent.tls.ChannelTLS)."""
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        """The credentials of a channel dialed now."""
+        ...
+
+    def target_name(self, address: str) -> str | None:
+        """The name the certificate of the server at ``address`` must carry (None: its host)."""
+        ...
+
+
 class _HasAddress(Protocol):
     """Anything with an RPC address, such as router.Server."""
 
@@ -111,6 +128,8 @@ class _Conn:
     channel: grpc.aio.Channel
     last_used: float
     in_flight: int = 0
+    #: The server name its TLS handshake checked (None: the address dialed).
+    target: str | None = None
     retired: bool = False
     retired_at: float = 0.0
     closing: bool = field(default=False)
@@ -132,6 +151,7 @@ class ConnPool:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         channel_options: Sequence[tuple[str, Any]] = CHANNEL_OPTIONS,
         clock: Callable[[], float] = time.monotonic,
+        security: ChannelSecurity | None = None,
     ) -> None:
         if idle_timeout <= 0 or reap_interval <= 0 or ping_timeout <= 0 or connect_timeout <= 0:
             raise ValueError("pool timeouts and intervals must be positive")
@@ -141,6 +161,7 @@ class ConnPool:
         self._connect_timeout = connect_timeout
         self._options = list(channel_options)
         self._clock = clock
+        self._security = security
         self._conns: dict[str, _Conn] = {}
         self._retired: set[_Conn] = set()
         self._closers: set[asyncio.Task[None]] = set()
@@ -196,15 +217,30 @@ class ConnPool:
         if self._closed:
             raise RuntimeError("pool is closed")
         conn = self._conns.get(address)
+        target = self._security.target_name(address) if self._security is not None else None
+        if conn is not None and conn.target is None and target is not None:
+            # Dialed before the server's name was known (a WAN seed): dial again
+            # so that the handshake checks the name from now on.
+            self._retire(address, "server name now known")
+            conn = None
         if conn is None:
             if not address or ":" not in address:
                 raise ValueError(f"server address must be host:port, got {address!r}")
-            channel = grpc.aio.insecure_channel(address, options=self._options)
-            conn = _Conn(address=address, channel=channel, last_used=self._clock())
+            channel = self._dial(address, target)
+            conn = _Conn(address=address, channel=channel, last_used=self._clock(), target=target)
             self._conns[address] = conn
             self.stats.dials += 1
             logger.debug("dialed server address=%s", address)
         return conn
+
+    def _dial(self, address: str, name: str | None) -> grpc.aio.Channel:
+        security = self._security
+        if security is None:
+            return grpc.aio.insecure_channel(address, options=self._options)
+        options = list(self._options)
+        if name:
+            options.append(("grpc.ssl_target_name_override", name))
+        return grpc.aio.secure_channel(address, security.credentials(), options=options)
 
     def addresses(self) -> list[str]:
         """Addresses with a live (not retired) channel."""
@@ -217,13 +253,16 @@ class ConnPool:
         blocking queries) may finish; it is closed when the last one ends, or
         after RETIRE_GRACE at the latest.
         """
+        self._retire(address, "transport failure")
+
+    def _retire(self, address: str, why: str) -> None:
         conn = self._conns.pop(address, None)
         if conn is None:
             return
         conn.retired = True
         conn.retired_at = self._clock()
         self.stats.retired += 1
-        logger.info("dropped failed server channel address=%s", address)
+        logger.info("dropped server channel address=%s why=%s", address, why)
         if conn.in_flight == 0:
             self._close_later(conn)
         else:

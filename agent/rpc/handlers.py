@@ -11,10 +11,11 @@ traceback. ``Dispatcher`` sends a request for another datacenter to
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -123,6 +124,89 @@ def _stream(
     return handle
 
 
+# -- undecodable requests (issue 15) -----------------------------------------
+# Bytes that are no valid request message once answered UNKNOWN with the Python
+# exception's class and logged a traceback each. The request deserializer now
+# never raises: it hands on an _Undecodable, which the handler answers with
+# INVALID_ARGUMENT and a short text, logged once per kind per minute.
+
+_DECODE_LOG_WINDOW = 60.0
+_decode_logged: dict[str, float] = {}
+# Error texts that quote input (a 70,000-character ID) once overflowed gRPC's
+# 16 KiB metadata limit, so the caller got RESOURCE_EXHAUSTED instead of the
+# error. Texts are cut to this many characters (x3 percent-encoded, x4 UTF-8).
+_MAX_DETAILS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    kind: str
+
+
+def _decoder(spec: MethodSpec) -> Callable[[bytes], Any]:
+    def decode(data: bytes) -> Any:
+        try:
+            return spec.request_type.FromString(data)
+        except Exception as exc:  # DecodeError, RecursionError, bad UTF-8 ...
+            return _Undecodable(type(exc).__name__)
+
+    return decode
+
+
+async def _refuse_undecodable(
+    spec: MethodSpec, bad: _Undecodable, context: Context, stats: RpcStats
+) -> None:
+    now = time.monotonic()
+    if now - _decode_logged.get(bad.kind, -_DECODE_LOG_WINDOW) >= _DECODE_LOG_WINDOW:
+        _decode_logged[bad.kind] = now
+        logger.info(
+            "rpc request undecodable method=%s kind=%s (once a minute)", spec.path, bad.kind
+        )
+    stats.record(spec.path, grpc.StatusCode.INVALID_ARGUMENT)
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"Request decode failed: not a valid {spec.request_type.DESCRIPTOR.name}",
+    )
+
+
+class _BoundedDetails:
+    """The servicer context, with abort texts cut to ``_MAX_DETAILS`` characters."""
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", *args: Any) -> None:
+        if len(details) > _MAX_DETAILS:
+            details = details[:_MAX_DETAILS] + "... (truncated)"
+        await self._context.abort(code, details, *args)
+
+
+def _checked_unary(
+    spec: MethodSpec, handle: Callable[[Message, Context], Awaitable[Message]], stats: RpcStats
+) -> Callable[[Any, Context], Awaitable[Message]]:
+    async def checked(request: Any, context: Context) -> Message:
+        if isinstance(request, _Undecodable):
+            await _refuse_undecodable(spec, request, context, stats)
+        return await handle(request, cast(Context, _BoundedDetails(context)))
+
+    return checked
+
+
+def _checked_stream(
+    spec: MethodSpec, handle: Callable[[Message, Context], AsyncIterator[Message]], stats: RpcStats
+) -> Callable[[Any, Context], AsyncIterator[Message]]:
+    async def checked(request: Any, context: Context) -> AsyncIterator[Message]:
+        if isinstance(request, _Undecodable):
+            await _refuse_undecodable(spec, request, context, stats)
+        async for item in handle(request, cast(Context, _BoundedDetails(context))):
+            yield item
+
+    return checked
+
+
 def service_handler(
     service: ServiceDescriptor,
     endpoint: object,
@@ -148,14 +232,14 @@ def service_handler(
         name = spec.path.rsplit("/", 1)[1]
         if spec.server_streaming:
             handlers[name] = grpc.unary_stream_rpc_method_handler(
-                _stream(spec, getattr(endpoint, name)),
-                request_deserializer=spec.request_type.FromString,
+                _checked_stream(spec, _stream(spec, getattr(endpoint, name)), stats),
+                request_deserializer=_decoder(spec),
                 response_serializer=spec.response_type.SerializeToString,
             )
         else:
             handlers[name] = grpc.unary_unary_rpc_method_handler(
-                _unary(spec, call or direct, stats),
-                request_deserializer=spec.request_type.FromString,
+                _checked_unary(spec, _unary(spec, call or direct, stats), stats),
+                request_deserializer=_decoder(spec),
                 response_serializer=serialize or spec.response_type.SerializeToString,
             )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

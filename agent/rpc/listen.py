@@ -27,10 +27,15 @@ GRPC_SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-def bind_grpc(server: grpc.aio.Server, address: str) -> str:
-    """Bind ``address`` (port 0 picks one); the address actually bound."""
+def bind_grpc(
+    server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None = None
+) -> str:
+    """Bind ``address`` (port 0 picks one), over TLS with ``credentials``; the address bound."""
     host, _, _ = address.rpartition(":")
-    port = server.add_insecure_port(address)
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind {address}")
     return f"{host}:{port}"

@@ -8,6 +8,10 @@ optimistic and atomic, and bumps the per-service, per-table index keys its
 change touches. A write that changes nothing writes nothing, so an agent's
 anti-entropy re-registering what is already there wakes no blocking query.
 
+Removing a node takes one range delete per service name and three for the
+node, so a node with any number of services can go; a write larger than one
+store transaction is split under the node's guard (see ``Catalog._commit``).
+
 Values are the ``consul.common.v1`` protobuf messages, without their indexes
 (the store's create/modify indexes are filled in on the way out).
 """
@@ -45,6 +49,10 @@ _SEVERITY: dict[int, int] = {PASSING: 0, WARNING: 1, CRITICAL: 2, MAINTENANCE: 3
 
 def _svc_by_name(name: str, node: str, service_id: str) -> str:
     return f"{keys.SERVICES}{keys.q(name)}/{keys.q(node)}/{keys.q(service_id)}"
+
+
+def _svc_by_name_prefix(name: str, node: str) -> str:
+    return f"{keys.SERVICES}{keys.q(name)}/{keys.q(node)}/"
 
 
 def _svc_by_node(node: str, service_id: str) -> str:
@@ -124,12 +132,73 @@ class Catalog:
             guard=guard.modify_index if guard else 0,
         )
 
-    async def _commit(self, node: str, view: _NodeView, ops: list[Op], bumps: set[str]) -> int:
-        """Apply ``ops`` with the node guard; (applied, index)."""
-        all_ops: list[Op] = [*ops, *(Put(k, b"") for k in sorted(bumps | {keys.idx_node(node)}))]
-        applied, index = await self.store.txn([Compare(keys.idx_node(node), view.guard)], all_ops)
+    async def _commit(
+        self,
+        node: str,
+        view: _NodeView,
+        ops: list[Op],
+        bumps: set[str],
+        lead: Sequence[tuple[list[Op], set[str]]] = (),
+    ) -> int:
+        """Apply a plan for ``node`` under its guard; the index, 0 if it must be planned again.
+
+        ``ops`` and ``bumps`` (index keys to move) are the change; ``lead`` are
+        groups of ops and their bumps that may go first, each whole in itself
+        (an index key moves with the entries it stands for), such as the
+        service-name entries of a node being removed. A plan that fits one store
+        transaction is one transaction, atomic as Consul's. A larger one (a
+        node with hundreds of services) is a revision-guarded sequence: the
+        ``lead`` groups first, in transactions as large as the store takes,
+        then ``ops`` with the bumps; each transaction compares and moves the
+        node's guard, so a concurrent write to the node stops the sequence
+        and the caller plans again from what is then stored. Service index
+        bumps that do not fit the last transaction follow it at once (a
+        blocking read of such a service wakes a few milliseconds later).
+        """
+        guard_key = keys.idx_node(node)
+        service_bumps = sorted(b for b in bumps if b.startswith(keys.IDX_SERVICE))
+        other_bumps = sorted((bumps | {guard_key}) - set(service_bumps))
+        room = self.store.max_txn_ops
+        groups = list(lead)
+        guard = view.guard
+        index = 0
+
+        def tail_size() -> int:
+            return len(ops) + len(other_bumps) + sum(len(o) + len(b) for o, b in groups)
+
+        # Lead groups, in chunks, while the rest does not fit one transaction.
+        while groups and tail_size() + len(service_bumps) > room:
+            chunk: list[Op] = []
+            moved = {guard_key}
+            while groups and len(chunk) + len(moved | groups[0][1]) + len(groups[0][0]) <= room:
+                group_ops, group_bumps = groups.pop(0)
+                chunk += group_ops
+                moved |= group_bumps
+            if not chunk:  # a group larger than a transaction: never planned so
+                raise ConsulError(f"catalog write on node {node!r} cannot be split")
+            applied, index = await self.store.txn(
+                [Compare(guard_key, guard)], [*chunk, *(Put(k, b"") for k in sorted(moved))]
+            )
+            if not applied:
+                return 0
+            guard = index
+        final: list[Op] = [*ops, *(op for g, _ in groups for op in g)]
+        for _, group_bumps in groups:
+            for key in group_bumps:
+                into = service_bumps if key.startswith(keys.IDX_SERVICE) else other_bumps
+                if key not in into:
+                    into.append(key)
+        free = room - len(final) - len(other_bumps)
+        if free < 0:
+            raise ConsulError(f"catalog write on node {node!r} is too large for one store write")
+        final += [Put(k, b"") for k in [*other_bumps, *service_bumps[:free]]]
+        applied, index = await self.store.txn([Compare(guard_key, guard)], final)
         if not applied:
             return 0
+        trail = service_bumps[free:]
+        for start in range(0, len(trail), room):
+            # Index keys only: idempotent, so no guard.
+            _, index = await self.store.txn([], [Put(k, b"") for k in trail[start : start + room]])
         await reader_caught_up(self.reader, index)
         return index
 
@@ -164,7 +233,17 @@ class Catalog:
                 raise InvalidArgument("Must provide check ID or name")
         for _ in range(_MAX_TRIES):
             view = await self._node_view(node.name)
-            ops, bumps = self._plan_register(view, node, service, checks, skip_node_update)
+            # A service whose name entry is missing (a removal of its node
+            # stopped half way) is written again even if otherwise unchanged.
+            # Read from the reader (a local replica on etcd): no round trip.
+            by_name_missing = False
+            if service is not None and service.id in view.services:
+                stored = pb.Service.FromString(view.services[service.id].value)
+                entry, _ = await self.reader.get(_svc_by_name(stored.name, node.name, service.id))
+                by_name_missing = entry is None
+            ops, bumps = self._plan_register(
+                view, node, service, checks, skip_node_update, by_name_missing
+            )
             if not ops:
                 return view.guard or (await self.store.get(keys.IDX_NODES))[1]
             index = await self._commit(node.name, view, ops, bumps)
@@ -179,6 +258,7 @@ class Catalog:
         service: pb.Service | None,
         checks: Sequence[pb.HealthCheck],
         skip_node_update: bool,
+        by_name_missing: bool = False,
     ) -> tuple[list[Op], set[str]]:
         ops: list[Op] = []
         bumps: set[str] = set()
@@ -203,7 +283,7 @@ class Catalog:
         if service is not None:
             old = services.get(service.id)
             value = _bare(service)
-            if old is None or view.services[service.id].value != value:
+            if old is None or view.services[service.id].value != value or by_name_missing:
                 ops.append(Put(_svc_by_node(name, service.id), value))
                 ops.append(Put(_svc_by_name(service.name, name, service.id), value))
                 changed_services.add(service.name)
@@ -260,6 +340,7 @@ class Catalog:
             view = await self._node_view(node)
             ops: list[Op] = []
             bumps: set[str] = set()
+            lead: list[tuple[list[Op], set[str]]] = []
             services = {sid: _load_service(e) for sid, e in view.services.items()}
             checks = {cid: pb.HealthCheck.FromString(e.value) for cid, e in view.checks.items()}
             if service_id or check_id:
@@ -270,10 +351,11 @@ class Catalog:
                         Delete(_svc_by_name(svc.name, node, service_id)),
                     ]
                     bumps |= {keys.IDX_SERVICES, keys.idx_service(svc.name)}
+                    # Its checks may go first, a transaction's worth at a time.
                     for cid, check in checks.items():
                         if check.service_id == service_id:
-                            ops.append(Delete(keys.check_key(node, cid)))
-                            bumps.add(keys.IDX_CHECKS)
+                            check_bumps = {keys.IDX_CHECKS, keys.idx_service(svc.name)}
+                            lead.append(([Delete(keys.check_key(node, cid))], check_bumps))
                 if check_id and check_id in checks:
                     check = checks[check_id]
                     ops.append(Delete(keys.check_key(node, check_id)))
@@ -283,18 +365,18 @@ class Catalog:
                     else:
                         bumps |= {keys.idx_service(s.name) for s in services.values()}
             elif view.node is not None or services or checks:
+                # One range delete per service name (the name's index moves
+                # with it) and three for the node: any number of services.
+                for name in sorted({svc.name for svc in services.values()}):
+                    prefix = _svc_by_name_prefix(name, node)
+                    lead.append(([Delete(prefix, prefix=True)], {keys.idx_service(name)}))
                 ops.append(Delete(keys.node_key(node)))
-                for sid, svc in services.items():
-                    ops += [
-                        Delete(_svc_by_node(node, sid)),
-                        Delete(_svc_by_name(svc.name, node, sid)),
-                    ]
-                    bumps.add(keys.idx_service(svc.name))
+                ops.append(Delete(f"{NODESVC}{keys.q(node)}/", prefix=True))
                 ops.append(Delete(keys.node_checks(node), prefix=True))
                 bumps |= {keys.IDX_NODES, keys.IDX_SERVICES, keys.IDX_CHECKS}
-            if not ops:
+            if not ops and not lead:
                 return view.guard or (await self.store.get(keys.IDX_NODES))[1]
-            index = await self._commit(node, view, ops, bumps)
+            index = await self._commit(node, view, ops, bumps, lead)
             if index:
                 return index
         raise ConsulError("catalog deregister: too much contention on node " + repr(node))

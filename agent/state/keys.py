@@ -6,6 +6,9 @@ as a prefix is exact. KV keys are kept verbatim and end in ``\\x00``, so that a
 blocking read of ``a`` is not woken by a write to ``ab`` while ``kv/a/`` still
 lists ``a/b`` (``\\x00`` sorts first, so key order is Consul's).
 
+A recursive delete of a prefix leaves one range tombstone (``kv_range_tomb``)
+instead of one per key; see ``agent.state.kv``.
+
 Index keys carry no data: their modify index is the index of the resource
 they stand for (Consul's per-table and per-service indexes). They are never
 deleted, so they also serve as tombstones for deleted resources.
@@ -20,8 +23,11 @@ __all__ = [
     "CHECKS",
     "IDX_CHECKS",
     "IDX_NODES",
+    "IDX_SERVICE",
     "IDX_SERVICES",
     "KV",
+    "KV_RANGE_TOMB",
+    "KV_RANGE_TOMB_ALL",
     "KV_TOMB",
     "LEADER",
     "MEMBERS",
@@ -34,6 +40,8 @@ __all__ = [
     "idx_service",
     "kv_key",
     "kv_name",
+    "kv_range_prefix",
+    "kv_range_tomb",
     "kv_tomb",
     "member_key",
     "name_of",
@@ -49,6 +57,9 @@ SERVICES = "services/"
 CHECKS = "checks/"
 KV = "kv/"
 KV_TOMB = "kvt/"
+KV_RANGE_TOMB = "kvr/"
+#: Every range tombstone, the one of the empty prefix (``kvr``) included.
+KV_RANGE_TOMB_ALL = "kvr"
 MEMBERS = "members/"
 ALIVE = "alive/"
 LEADER = "leader/"
@@ -56,6 +67,8 @@ SESSIONS = "sessions/"
 IDX_NODES = "idx/nodes/"
 IDX_SERVICES = "idx/services/"
 IDX_CHECKS = "idx/checks/"
+#: Under it, one index key per service name (``idx_service``).
+IDX_SERVICE = "idx/svc/"
 
 
 def q(name: str) -> str:
@@ -93,7 +106,7 @@ def idx_node(node: str) -> str:
 
 
 def idx_service(name: str) -> str:
-    return f"idx/svc/{q(name)}/"
+    return f"{IDX_SERVICE}{q(name)}/"
 
 
 def kv_key(key: str) -> str:
@@ -102,6 +115,26 @@ def kv_key(key: str) -> str:
 
 def kv_tomb(key: str) -> str:
     return f"{KV_TOMB}{key}\x00"
+
+
+def kv_range_tomb(prefix: str) -> str:
+    """The range tombstone of a recursive delete of ``prefix``.
+
+    It must be under ``kvr/<p>`` for every proper prefix ``p`` of ``prefix``
+    (so a blocking list of ``p`` wakes when the delete removes keys under it)
+    and nowhere else: ``kvr/`` + ``prefix`` without its last character, NUL,
+    then that character (a KV key never holds NUL). The empty prefix, which
+    has no proper prefix, has ``kvr``. A list of ``prefix`` or of a prefix
+    under it finds it by name (``KVState._covering``).
+    """
+    if not prefix:
+        return KV_RANGE_TOMB_ALL
+    return f"{KV_RANGE_TOMB}{prefix[:-1]}\x00{prefix[-1]}"
+
+
+def kv_range_prefix(store_key: str) -> str:
+    """The prefix whose recursive delete left the range tombstone ``store_key``."""
+    return store_key[len(KV_RANGE_TOMB) :].replace("\x00", "")
 
 
 def kv_name(store_key: str) -> str:

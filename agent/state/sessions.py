@@ -5,18 +5,30 @@
 grace), renewed by ``renew``. The leader invalidates a session when its TTL
 lease lapses, its node leaves the catalog, or one of its checks is critical;
 invalidating releases the keys it holds (or deletes them, with the ``delete``
-behavior).
+behavior), and sets their lock-delay.
+
+Destroying is atomic, as Consul's, when the session and its keys fit in one
+store transaction: guarded by the session's record, the modify index of each
+key it holds, and "no KV key written since they were read" (so a lock the
+session takes meanwhile is not left behind). A session holding more keys
+than that ends in two steps: first its record goes, with a release record
+``sessionrel/<id>`` in the same transaction (from then on the session takes
+no lock: every acquire is guarded by the session's record); then its keys are
+released in transactions as large as the store takes, and the release record
+goes last. Until then those keys still name the dead session, so nobody else
+can take them; the leader finishes a release that a crash left half done.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import uuid
 
 from agent.durations import duration_seconds, seconds_duration
-from agent.errors import InvalidArgument, NotFound
+from agent.errors import ConsulError, InvalidArgument, NotFound
 from agent.state import keys
-from agent.state.blocking import QueryOpts, Read, blocking_query
+from agent.state.blocking import QueryOpts, Read, blocking_query, reader_caught_up
 from agent.state.catalog import Catalog
 from agent.state.kv import KVState
 from agent.store import Compare, Delete, Entry, Op, Put, Store
@@ -26,10 +38,16 @@ from generated.consul.session.v1 import session_pb2 as sspb
 __all__ = ["SessionState"]
 
 TTL_PREFIX = "sessionttl/"
+#: A session whose record is gone but whose keys are still being released.
+RELEASE_PREFIX = "sessionrel/"
 MIN_TTL = 10.0
 MAX_TTL = 24 * 3600.0
 DEFAULT_LOCK_DELAY = 15.0
 MAX_LOCK_DELAY = 60.0
+_MAX_TRIES = 20
+_ATOMIC_TRIES = 3
+#: How often the leader looks for releases a crash left half done.
+RELEASE_SWEEP_INTERVAL = 60.0
 
 
 def _load(entry: Entry) -> sspb.Session:
@@ -44,11 +62,16 @@ class SessionState:
         self.store = store
         self.catalog = catalog
         self.kv = kv
-        kv.session_live = self.exists
+        kv.session_index = self.index_of
+        self._next_release_sweep = 0.0
 
     async def exists(self, session_id: str) -> bool:
+        return bool(await self.index_of(session_id))
+
+    async def index_of(self, session_id: str) -> int:
+        """The modify index of the session's record; 0 if it does not exist."""
         entry, _ = await self.store.get(keys.SESSIONS + session_id)
-        return entry is not None
+        return entry.modify_index if entry is not None else 0
 
     async def create(self, session: sspb.Session, *, node_checks_set: bool) -> tuple[str, int]:
         s = sspb.Session()
@@ -105,26 +128,72 @@ class SessionState:
         return _load(entry)
 
     async def destroy(self, session_id: str) -> int:
-        entry, index = await self.store.get(keys.SESSIONS + session_id)
-        if entry is None:
-            return index or 1
-        session = _load(entry)
-        if session.behavior == sspb.BEHAVIOR_DELETE:
-            for pair in await self._held(session_id):
-                await self.kv.delete(pair)
-        else:
+        """End the session, releasing (or deleting) every key it holds; the index."""
+        for attempt in range(_MAX_TRIES):
+            entry, index = await self.store.get(keys.SESSIONS + session_id)
+            if entry is None:
+                return await self._finish_release(session_id) or index or 1
+            session = _load(entry)
+            delete = session.behavior == sspb.BEHAVIOR_DELETE
             delay = duration_seconds(session.lock_delay) if session.HasField("lock_delay") else 0.0
-            await self.kv.release_session(session_id, lock_delay=delay)
-        ttl_entry, _ = await self.store.get(TTL_PREFIX + session_id)
-        ops: list[Op] = [Delete(keys.SESSIONS + session_id), Delete(TTL_PREFIX + session_id)]
-        _, index = await self.store.txn([Compare(entry.key, entry.modify_index)], ops)
-        if ttl_entry is not None and ttl_entry.lease:
-            await self.store.revoke_lease(ttl_entry.lease)
-        return index
+            until = str(time.time() + delay).encode() if delay > 0 else b""
+            ttl_entry, _ = await self.store.get(TTL_PREFIX + session_id)
+            gone: list[Op] = [Delete(entry.key), Delete(TTL_PREFIX + session_id)]
+            held, read_at = await self.kv.held_by(session_id)
+            ops = list(gone)
+            for e in held:
+                ops += self.kv.release_ops(e, session_id, delete=delete, until=until)
+            compares = [
+                Compare(entry.key, entry.modify_index),
+                Compare(keys.KV, read_at, prefix=True),
+                *(Compare(e.key, e.modify_index) for e in held),
+            ]
+            fits = (
+                len(ops) <= self.store.max_txn_ops and len(compares) <= self.store.max_txn_compares
+            )
+            # A busy KV keeps failing the "nothing written since" guard: after a
+            # few tries, the two steps (which need no such guard) instead.
+            if fits and attempt < _ATOMIC_TRIES:
+                applied, index = await self.store.txn(compares, ops)
+                if not applied:
+                    continue  # the session or a key changed meanwhile: plan again
+            else:
+                intent = f"{int(delete)} {until.decode() or 0}".encode()
+                applied, index = await self.store.txn(
+                    [Compare(entry.key, entry.modify_index)],
+                    [*gone, Put(RELEASE_PREFIX + session_id, intent)],
+                )
+                if not applied:
+                    continue
+                index = await self._finish_release(session_id) or index
+            if ttl_entry is not None and ttl_entry.lease:
+                await self.store.revoke_lease(ttl_entry.lease)
+            await reader_caught_up(self.kv.reader, index)
+            return index
+        raise ConsulError(f"session destroy: too much contention on {session_id!r}")
 
-    async def _held(self, session_id: str) -> list[str]:
-        read = await self.kv.list_prefix(QueryOpts(), "")
-        return [p.key for p in read.value if p.session == session_id]
+    async def _finish_release(self, session_id: str) -> int:
+        """Release what a session destroyed in two steps still holds; the index (0: none)."""
+        intent, _ = await self.store.get(RELEASE_PREFIX + session_id)
+        if intent is None:
+            return 0
+        flag, _, until_text = intent.value.decode().partition(" ")
+        try:
+            remaining = max(0.0, float(until_text) - time.time()) if until_text else 0.0
+        except ValueError:
+            remaining = 0.0
+        index = await self.kv.release_session(session_id, remaining, delete=flag == "1")
+        applied, done = await self.store.txn(
+            [Compare(intent.key, intent.modify_index)], [Delete(intent.key)]
+        )
+        return max(index, done) if applied else index
+
+    async def finish_releases(self) -> int:
+        """Leader only: finish every two-step release a crash left half done; how many."""
+        pending, _ = await self.store.range(RELEASE_PREFIX)
+        for entry in pending:
+            await self._finish_release(entry.key[len(RELEASE_PREFIX) :])
+        return len(pending)
 
     async def _all(self) -> tuple[list[sspb.Session], int]:
         entries, index = await self.store.range(keys.SESSIONS)
@@ -150,7 +219,14 @@ class SessionState:
         return await blocking_query(self.store, opts, [keys.SESSIONS], read)
 
     async def invalidate_dead(self) -> list[str]:
-        """Leader only: end sessions whose TTL lapsed, node left or check is critical."""
+        """Leader only: end sessions whose TTL lapsed, node left or check is critical.
+
+        Also, on the first call and every ``RELEASE_SWEEP_INTERVAL`` seconds,
+        finishes the releases a crash left half done (``finish_releases``).
+        """
+        if time.monotonic() >= self._next_release_sweep:
+            self._next_release_sweep = time.monotonic() + RELEASE_SWEEP_INTERVAL
+            await self.finish_releases()
         sessions, _ = await self._all()
         if not sessions:
             return []

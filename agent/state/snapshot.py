@@ -43,8 +43,7 @@ from typing import IO
 from agent.errors import InvalidArgument
 from agent.state import keys
 from agent.state.sessions import TTL_PREFIX
-from agent.store import Delete, Put, Store
-from agent.store.memory import MAX_TXN_OPS
+from agent.store import MAX_TXN_OPS, Delete, Put, Store
 from generated.consul.session.v1 import session_pb2 as sspb
 
 __all__ = ["SnapshotMeta", "read_archive", "restore", "save"]

@@ -1,18 +1,45 @@
 """Consul's KV transactions (``/v1/txn``): every operation applies, or none.
 
 The operations are evaluated in order against a snapshot of the keys they
-name (later operations see the earlier ones' effects); the resulting writes
-are committed in one store transaction guarded by the modify index of every
-key read, so a concurrent change makes the whole transaction re-evaluate.
+name (later operations see the earlier ones' effects), with the same write
+rules as a KV put (``agent.state.kv.next_pair``: CAS, lock, unlock,
+lock-delay). The resulting writes are committed in one store transaction,
+guarded so that a concurrent change makes the whole transaction evaluate
+again:
+
+- a key named by an operation: its modify index;
+- a tree (``get-tree``, ``delete-tree``): "no key or tombstone under it, and
+  no range tombstone anywhere, written since the snapshot" (three prefix
+  compares, however large the tree);
+- a ``lock``: the session's record, so a session destroyed meanwhile locks
+  nothing.
+
+Size: at most ``MAX_OPS`` (64, Consul's) operations, each at most two store
+ops (a write and its tombstone bookkeeping; a ``delete-tree`` is one range
+delete and its range tombstone), so a transaction fits one store transaction
+of ``MAX_TXN_OPS`` (128) whatever the data. Should the per-key guards not fit
+the store's compares, the whole KV is guarded instead (correct, only more
+likely to be evaluated again).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from agent.errors import ConsulError, InvalidArgument
 from agent.state import keys
-from agent.state.kv import MAX_VALUE_SIZE, KVState, tombstone, validate_key
+from agent.state.blocking import reader_caught_up
+from agent.state.kv import (
+    MAX_VALUE_SIZE,
+    KVState,
+    KVWrite,
+    Refused,
+    go_quote,
+    next_pair,
+    tombstone,
+    validate_key,
+)
 from agent.store import Compare, Delete, Entry, Op, Put, Store
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.txn.v1 import txn_pb2 as tpb
@@ -20,11 +47,25 @@ from generated.consul.txn.v1 import txn_pb2 as tpb
 __all__ = ["MAX_OPS", "TxnState"]
 
 MAX_OPS = 64
+_MAX_TRIES = 20
 _VERBS = {
     "set", "cas", "lock", "unlock", "get", "get-tree", "check-index", "check-session",
     "check-not-exists", "delete", "delete-tree", "delete-cas",
 }  # fmt: skip
 _TREE_VERBS = {"get-tree", "delete-tree"}
+_WRITE_VERBS = {"set", "cas", "lock", "unlock"}
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """What a transaction read before it evaluates: keys, trees, sessions, lock-delays."""
+
+    index: int  # the store index before any of it was read
+    entries: dict[str, Entry | None] = field(default_factory=dict)  # by KV key
+    single: set[str] = field(default_factory=set)  # keys named by a single-key op
+    trees: set[str] = field(default_factory=set)
+    sessions: dict[str, int] = field(default_factory=dict)  # session -> record modify index
+    delays: dict[str, float] = field(default_factory=dict)  # key -> lock-delay end
 
 
 class TxnState:
@@ -45,24 +86,37 @@ class TxnState:
             validate_key(op.key, allow_empty=op.verb in _TREE_VERBS)
             if len(op.value) > MAX_VALUE_SIZE:
                 raise InvalidArgument(f"Value exceeds {MAX_VALUE_SIZE} byte limit")
-        for _ in range(20):
+        for _ in range(_MAX_TRIES):
             result = await self._try(ops)
             if result is not None:
                 return result
         raise ConsulError("txn: too much contention")
 
-    async def _try(self, ops: Sequence[tpb.KVOp]) -> tpb.TxnResponse | None:
-        # Snapshot every key the ops name.
-        seen: dict[str, Entry | None] = {}
+    async def _snapshot(self, ops: Sequence[tpb.KVOp]) -> _Snapshot:
+        _, first = await self.store.get(keys.KV)
+        snap = _Snapshot(index=first)
         for op in ops:
             if op.verb in _TREE_VERBS:
-                entries, _ = await self.store.range(keys.KV + op.key)
-                for e in entries:
-                    seen[keys.kv_name(e.key)] = e
-            elif op.key not in seen:
-                seen[op.key], _ = await self.store.get(keys.kv_key(op.key))
+                if op.key not in snap.trees:
+                    snap.trees.add(op.key)
+                    entries, _ = await self.store.range(keys.KV + op.key)
+                    snap.entries.update((keys.kv_name(e.key), e) for e in entries)
+                continue
+            snap.single.add(op.key)
+            if op.key not in snap.entries:
+                snap.entries[op.key], _ = await self.store.get(keys.kv_key(op.key))
+            if op.verb == "lock":
+                if op.session not in snap.sessions:
+                    index = await self.kv.session_index(op.session) if self.kv.session_index else 1
+                    snap.sessions[op.session] = index
+                if op.key not in snap.delays:
+                    snap.delays[op.key] = await self.kv.lock_delay_until(op.key)
+        return snap
+
+    async def _try(self, ops: Sequence[tpb.KVOp]) -> tpb.TxnResponse | None:
+        snap = await self._snapshot(ops)
         view: dict[str, kv_pb2.KVPair | None] = {}
-        for name, entry in seen.items():
+        for name, entry in snap.entries.items():
             if entry is None:
                 view[name] = None
             else:
@@ -71,109 +125,58 @@ class TxnState:
                     name, entry.create_index, entry.modify_index,
                 )  # fmt: skip
                 view[name] = pair
-        if self.kv.session_live is not None:
-            for op in ops:
-                if op.verb == "lock" and not await self.kv.session_live(op.session):
-                    return tpb.TxnResponse(
-                        errors=[
-                            tpb.TxnError(
-                                op_index=ops.index(op), what=f"invalid session {op.session!r}"
-                            )
-                        ]
-                    )
         results: list[kv_pb2.KVPair] = []
         errors: list[tpb.TxnError] = []
         written: set[str] = set()
+        deleted_trees: list[str] = []
         for i, op in enumerate(ops):
             cur = view.get(op.key)
             index = cur.modify_index if cur is not None else 0
-
-            def fail(what: str, i: int = i) -> None:
-                errors.append(tpb.TxnError(op_index=i, what=what))
-
-            def put(session: str | None = None, lock_inc: int = 0, op: tpb.KVOp = op) -> None:
-                old = view.get(op.key)
-                pair = kv_pb2.KVPair(key=op.key, value=op.value, flags=op.flags)
-                if old is not None:
-                    pair.lock_index, pair.session = old.lock_index, old.session
-                    pair.create_index = old.create_index
-                if session is not None:
-                    pair.session = session
-                pair.lock_index += lock_inc
-                view[op.key] = pair
-                written.add(op.key)
-                results.append(pair)  # noqa: B023 - one list for every op
-
-            if op.verb == "set":
-                put()
-            elif op.verb == "cas":
-                if index != op.index:
-                    fail(f"current modify index {index} != {op.index}")
-                else:
-                    put()
-            elif op.verb == "lock":
-                if cur is not None and cur.session and cur.session != op.session:
-                    fail(f"key {op.key!r} is locked by another session")
-                else:
-                    put(op.session, 0 if cur is not None and cur.session == op.session else 1)
-            elif op.verb == "unlock":
-                if cur is None or cur.session != op.session:
-                    fail(f"key {op.key!r} is not locked by session {op.session!r}")
-                else:
-                    put("")
+            what = ""
+            if op.verb in _WRITE_VERBS:
+                what = self._write(op, cur, index, snap, view, results)
+                if not what:
+                    written.add(op.key)
             elif op.verb == "get":
                 if cur is None:
-                    fail(f"key {op.key!r} doesn't exist")
+                    what = f"key {go_quote(op.key)} doesn't exist"
                 else:
                     results.append(cur)
             elif op.verb == "get-tree":
                 results += [p for k, p in sorted(view.items()) if k.startswith(op.key) and p]
             elif op.verb == "check-index":
                 if index != op.index:
-                    fail(f"current modify index {index} != {op.index}")
+                    what = f"current modify index {index} != {op.index}"
             elif op.verb == "check-session":
                 if cur is None or cur.session != op.session:
-                    fail(f"key {op.key!r} is not locked by session {op.session!r}")
+                    what = f"key {go_quote(op.key)} is not locked by session {go_quote(op.session)}"
             elif op.verb == "check-not-exists":
                 if cur is not None:
-                    fail(f"key {op.key!r} exists")
+                    what = f"key {go_quote(op.key)} exists"
             elif op.verb == "delete":
                 view[op.key] = None
                 written.add(op.key)
             elif op.verb == "delete-tree":
                 for k in [k for k in view if k.startswith(op.key)]:
                     view[k] = None
-                    written.add(k)
+                    written.discard(k)
+                deleted_trees.append(op.key)
             elif op.verb == "delete-cas":
                 if index != op.index:
-                    fail(f"current modify index {index} != {op.index}")
+                    what = f"current modify index {index} != {op.index}"
                 else:
                     view[op.key] = None
                     written.add(op.key)
+            if what:
+                errors.append(tpb.TxnError(op_index=i, what=what))
         if errors:
             return tpb.TxnResponse(errors=errors)
-        compares = [Compare(keys.kv_key(k), e.modify_index if e else 0) for k, e in seen.items()]
-        store_ops: list[Op] = []
-        for k in sorted(written):
-            final = view[k]
-            if final is None:
-                if seen.get(k) is not None:
-                    store_ops += [Delete(keys.kv_key(k)), Put(keys.kv_tomb(k), tombstone())]
-            else:
-                stored = kv_pb2.KVPair(
-                    value=final.value,
-                    flags=final.flags,
-                    lock_index=final.lock_index,
-                    session=final.session,
-                )
-                store_ops += [
-                    Put(keys.kv_key(k), stored.SerializeToString()),
-                    Delete(keys.kv_tomb(k)),
-                ]
+        store_ops = self._store_ops(snap, view, written, deleted_trees)
         if store_ops:
-            applied, commit = await self.store.txn(compares, store_ops)
+            applied, commit = await self.store.txn(self._guards(snap), store_ops)
             if not applied:
                 return None
+            await reader_caught_up(self.kv.reader, commit)
         else:
             _, commit = await self.store.get(keys.KV)
         for pair in results:
@@ -183,3 +186,130 @@ class TxnState:
                     pair.create_index = commit
                 pair.value = b""
         return tpb.TxnResponse(results=results, index=commit)
+
+    def _write(
+        self,
+        op: tpb.KVOp,
+        cur: kv_pb2.KVPair | None,
+        index: int,
+        snap: _Snapshot,
+        view: dict[str, kv_pb2.KVPair | None],
+        results: list[kv_pb2.KVPair],
+    ) -> str:
+        """Evaluate a set, cas, lock or unlock into ``view``; the error text, or ""."""
+        if op.verb == "lock" and not snap.sessions.get(op.session):
+            return f"invalid session {go_quote(op.session)}"
+        write = KVWrite(
+            op.key,
+            op.value,
+            op.flags,
+            cas=op.index if op.verb == "cas" else None,
+            acquire=op.session if op.verb == "lock" else "",
+            release=op.session if op.verb == "unlock" else "",
+        )
+        try:
+            pair = next_pair(cur, index, write, lock_delay_until=snap.delays.get(op.key, 0.0))
+        except Refused as exc:
+            return str(exc)
+        pair.key = op.key
+        if cur is not None:
+            pair.create_index = cur.create_index
+        view[op.key] = pair
+        results.append(pair)
+        return ""
+
+    def _store_ops(
+        self,
+        snap: _Snapshot,
+        view: dict[str, kv_pb2.KVPair | None],
+        written: set[str],
+        deleted_trees: list[str],
+    ) -> list[Op]:
+        ops: list[Op] = []
+        optional: list[Op] = []  # tombstone clean-up, left out should it not fit
+        trees = _outermost(deleted_trees)
+        puts = {k for k in written if view.get(k) is not None}
+        for tree in trees:
+            kept = sorted(keys.kv_key(k) for k in puts if k.startswith(tree))
+            if not kept:
+                ops.append(Delete(keys.KV + tree, prefix=True))
+            else:  # a key set again after the delete-tree: delete around it
+                doomed = [
+                    keys.kv_key(k)
+                    for k, e in snap.entries.items()
+                    if e is not None and k.startswith(tree) and k not in puts
+                ]
+                ops += [Delete(p, prefix=True) for p in _cover(doomed, kept)]
+            ops.append(Put(keys.kv_range_tomb(tree), tombstone()))
+        for k in sorted(written):
+            final = view.get(k)
+            if final is None:
+                in_tree = any(k.startswith(t) for t in trees)
+                if snap.entries.get(k) is not None and not in_tree:
+                    ops += [Delete(keys.kv_key(k)), Put(keys.kv_tomb(k), tombstone())]
+                continue
+            stored = kv_pb2.KVPair(
+                value=final.value,
+                flags=final.flags,
+                lock_index=final.lock_index,
+                session=final.session,
+            )
+            ops.append(Put(keys.kv_key(k), stored.SerializeToString()))
+            optional.append(Delete(keys.kv_tomb(k)))
+        room = self.store.max_txn_ops - len(ops)
+        if room < 0:  # only a delete-tree kept open by many keys set again can get here
+            raise ConsulError(
+                f"txn: {len(ops)} store operations needed, more than one store write takes "
+                f"({self.store.max_txn_ops}); split the delete-tree from the sets under it"
+            )
+        return ops + optional[:room]
+
+    def _guards(self, snap: _Snapshot) -> list[Compare]:
+        sessions = [Compare(keys.SESSIONS + s, i) for s, i in sorted(snap.sessions.items())]
+        if self.kv.session_index is None:
+            sessions = []
+        precise = [
+            Compare(keys.kv_key(k), e.modify_index if e is not None else 0)
+            for k, e in snap.entries.items()
+            if k in snap.single and not any(k.startswith(t) for t in snap.trees)
+        ]
+        for tree in sorted(snap.trees):
+            precise += [
+                Compare(keys.KV + tree, snap.index, prefix=True),
+                Compare(keys.KV_TOMB + tree, snap.index, prefix=True),
+            ]
+        if snap.trees:
+            precise.append(Compare(keys.KV_RANGE_TOMB_ALL, snap.index, prefix=True))
+        if len(precise) + len(sessions) <= self.store.max_txn_compares:
+            return precise + sessions
+        # Too many keys to guard one by one: guard the whole KV.
+        return [
+            Compare(keys.KV, snap.index, prefix=True),
+            Compare(keys.KV_TOMB, snap.index, prefix=True),
+            Compare(keys.KV_RANGE_TOMB_ALL, snap.index, prefix=True),
+            *sessions,
+        ]
+
+
+def _outermost(prefixes: list[str]) -> list[str]:
+    """``prefixes`` without those under another one of them."""
+    out: list[str] = []
+    for p in sorted(set(prefixes)):
+        if not out or not p.startswith(out[-1]):
+            out.append(p)
+    return out
+
+
+def _cover(doomed: list[str], kept: list[str]) -> list[str]:
+    """Prefixes that together hold every ``doomed`` key and no ``kept`` one.
+
+    For each doomed key, its shortest prefix that no kept key starts with;
+    a range delete of each then removes the doomed keys and spares the kept.
+    """
+    out: set[str] = set()
+    for key in doomed:
+        n = 1
+        while n < len(key) and any(k.startswith(key[:n]) for k in kept):
+            n += 1
+        out.add(key[:n])
+    return _outermost(sorted(out))

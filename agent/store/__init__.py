@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from agent.store.base import (
+    MAX_TXN_BYTES,
+    MAX_TXN_COMPARES,
+    MAX_TXN_OPS,
     CompactedError,
     Compare,
     Delete,
@@ -12,10 +15,15 @@ from agent.store.base import (
     Put,
     Store,
     prefix_end,
+    validate_ttl,
+    validate_txn,
 )
 from agent.store.factory import open_store
 
 __all__ = [
+    "MAX_TXN_BYTES",
+    "MAX_TXN_COMPARES",
+    "MAX_TXN_OPS",
     "CompactedError",
     "Compare",
     "Delete",
@@ -26,4 +34,6 @@ __all__ = [
     "Store",
     "open_store",
     "prefix_end",
+    "validate_ttl",
+    "validate_txn",
 ]

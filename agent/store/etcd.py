@@ -42,6 +42,8 @@ from etcd3aio.watch import WatchService
 from agent.errors import InvalidArgument, NotFound, StoreError
 from agent.store.base import (
     LAST_WRITE_KEY,
+    MAX_TXN_COMPARES,
+    MAX_TXN_OPS,
     CompactedError,
     Compare,
     Delete,
@@ -49,8 +51,9 @@ from agent.store.base import (
     Event,
     Op,
     Put,
+    validate_ttl,
+    validate_txn,
 )
-from agent.store.memory import validate_ttl, validate_txn
 
 __all__ = ["DEFAULT_TIMEOUT", "EtcdStore", "parse_endpoint"]
 
@@ -71,6 +74,9 @@ _CATCH_UP = 0.5
 _CLOSE_TIMEOUT = 2.0
 
 _EVENT_DELETE = 1  # mvccpb.Event.EventType.DELETE
+
+#: etcd's default ``--max-txn-ops``, which it checks at each level of a txn.
+_ETCD_MAX_TXN_OPS = 128
 
 
 #: Channel options: reconnect attempts every 0.1 s at first, never more than
@@ -100,6 +106,8 @@ class EtcdStore:
     """The etcd ``Store``. Use as ``async with EtcdStore(["127.0.0.1:2379"], "/ns/")``."""
 
     kind = "etcd"
+    max_txn_ops = MAX_TXN_OPS
+    max_txn_compares = MAX_TXN_COMPARES
 
     def __init__(
         self,
@@ -267,15 +275,23 @@ class EtcdStore:
             isinstance(op, Delete) and op.prefix and LAST_WRITE_KEY.startswith(op.key) for op in ops
         )
         has_put = any(isinstance(op, Put) for op in ops)
+        validate_txn(compares, ops)
         marked = [*ops, Put(LAST_WRITE_KEY, b"")] if has_put and not covered else list(ops)
-        validate_txn(compares, marked)
         kv, _, _ = self._services()
         guards = [self._compare(c) for c in compares]
-        requests = [self._op(op) for op in marked]
+        # etcd counts every op against --max-txn-ops, nested or not: a full
+        # transaction travels without the marker, and the marker follows in a
+        # transaction of its own before the write is acknowledged, so a
+        # replica's barrier still covers every acknowledged write.
+        late_marker = len(marked) > _ETCD_MAX_TXN_OPS
+        requests = [self._op(op) for op in (ops if late_marker else marked)]
         # One attempt only: a write that timed out may have been applied.
         resp = await self._call(
             "txn", kv.txn(guards, requests, timeout=self._timeout, max_attempts=1)
         )
+        if late_marker and resp.succeeded:
+            marker = [self._op(Put(LAST_WRITE_KEY, b""))]
+            await self._call("txn", kv.txn([], marker, timeout=self._timeout, max_attempts=1))
         return bool(resp.succeeded), int(resp.header.revision)
 
     async def last_write_index(self) -> int:
@@ -289,6 +305,16 @@ class EtcdStore:
         return entry.modify_index if entry is not None else 0
 
     def _compare(self, cmp: Compare) -> Any:
+        if cmp.prefix:
+            # Ranged compares (etcd 3.3+) hold for every key in [key, range_end).
+            start, end = self._range(cmp.key)
+            return _EtcdCompare(
+                result=_EtcdCompare.LESS,
+                target=_EtcdCompare.MOD,
+                key=start,
+                range_end=end,
+                mod_revision=cmp.modify_index + 1,
+            )
         key = self._key(cmp.key)
         if cmp.modify_index == 0:
             return KVService.txn_compare_version(key, 0)

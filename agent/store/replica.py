@@ -41,6 +41,8 @@ class ReplicaStore:
     def __init__(self, source: Store) -> None:
         self.source = source
         self.kind = source.kind
+        self.max_txn_ops = source.max_txn_ops
+        self.max_txn_compares = source.max_txn_compares
         self.mirror = MemoryStore()
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()

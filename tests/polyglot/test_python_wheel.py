@@ -126,3 +126,12 @@ def test_fresh_venv_imports_stubs_and_runs_example(
     states = [line.rsplit("=", 1)[1] for line in watched]
     assert "passing" in states and "warning" in states, proc.stdout
     assert lines[-1].startswith("deregistered wheel-demo-"), proc.stdout
+
+
+def test_wheel_ships_the_web_ui(wheel: Path) -> None:
+    """The UI's files are package data: an installed agent serves /ui/ with nothing to build."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = Path(__file__).resolve().parents[2] / "agent" / "ui" / "static"
+    want = {f"agent/ui/static/{p.relative_to(static)}" for p in static.rglob("*") if p.is_file()}
+    assert "agent/ui/static/index.html" in want and "agent/ui/static/vendor/preact.mjs" in want
+    assert want <= names, sorted(want - names)

@@ -14,7 +14,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agent.errors import InvalidArgument, NotFound
-from agent.store import Compare, Delete, Entry, Event, Put, Store
+from agent.store import (
+    MAX_TXN_BYTES,
+    MAX_TXN_COMPARES,
+    MAX_TXN_OPS,
+    Compare,
+    Delete,
+    Entry,
+    Event,
+    Put,
+    Store,
+)
 
 # A bound for things that must happen "promptly": generous for a loaded CI box,
 # far below the 10 s timeouts the waits are given.
@@ -153,6 +163,26 @@ async def test_compare_zero_means_create_only(store: Store) -> None:
     assert ok
 
 
+async def test_prefix_compare_guards_a_range_against_puts(store: Store) -> None:
+    await put(store, "r/a")
+    i2 = await put(store, "r/b")
+    await put(store, "rz")  # a neighbour outside the range
+    ok, i3 = await store.txn([Compare("r/", i2, prefix=True)], [Put("out", b"1")])
+    assert ok
+    assert (await store.txn([Compare("r/", i2 - 1, prefix=True)], [Put("out", b"2")]))[0] is False
+    assert (await store.txn([Compare("", i3, prefix=True)], [Put("out", b"3")]))[0]
+    # A put under the prefix after the index fails it; a delete does not.
+    await put(store, "r/c")
+    assert (await store.txn([Compare("r/", i3, prefix=True)], [Put("out", b"4")]))[0] is False
+    i5 = await current_index(store)
+    assert (await store.txn([], [Delete("r/a")]))[0]
+    assert (await store.txn([Compare("r/", i5, prefix=True)], [Put("out", b"5")]))[0]
+    assert (await store.get("out"))[0] is not None
+    assert (await store.get("out"))[0].value == b"5"  # type: ignore[union-attr]
+    # No key under the prefix: holds.
+    assert (await store.txn([Compare("empty/", 0, prefix=True)], []))[0]
+
+
 async def test_compare_on_absent_key_with_an_index_fails(store: Store) -> None:
     i1 = await put(store, "x")
     ok, _ = await store.txn([Compare("absent", i1)], [Put("absent", b"v")])
@@ -196,16 +226,71 @@ async def test_delete_of_nothing_does_not_advance_the_index(store: Store) -> Non
         [Put("", b"v")],
         [Put("k", b"1"), Put("k", b"2")],
         [Put("k/a", b"1"), Delete("k/", prefix=True)],
-        [Put(f"k{n}", b"v") for n in range(129)],
+        [Put("k/a/b", b"1"), Delete("k/a", prefix=True), Delete("z", prefix=True)],
+        [Put(f"k{n}", b"v") for n in range(MAX_TXN_OPS + 1)],
+        [Put(f"k{n}", b"x" * 65536) for n in range(MAX_TXN_BYTES // 65536 + 1)],
         [Put("k", "not bytes")],  # type: ignore[arg-type]
     ],
-    ids=["empty-key", "put-twice", "put-and-delete", "too-many-ops", "str-value"],
+    ids=[
+        "empty-key",
+        "put-twice",
+        "put-and-delete",
+        "put-under-one-of-many-prefix-deletes",
+        "too-many-ops",
+        "too-many-bytes",
+        "str-value",
+    ],
 )
 async def test_bad_txn_is_invalid_argument(store: Store, ops: list[Put | Delete]) -> None:
     before = await current_index(store)
     with pytest.raises(InvalidArgument):
         await store.txn([], ops)
     assert await current_index(store) == before
+
+
+async def test_too_many_compares_is_invalid_argument(store: Store) -> None:
+    compares = [Compare(f"c{n}", 0) for n in range(MAX_TXN_COMPARES + 1)]
+    with pytest.raises(InvalidArgument):
+        await store.txn(compares, [Put("k", b"v")])
+    assert (await store.get("k"))[0] is None
+
+
+# -- limits: what every store takes --------------------------------------------
+
+
+async def test_the_contract_limits_are_what_every_store_takes(store: Store) -> None:
+    assert store.max_txn_ops == MAX_TXN_OPS and store.max_txn_compares == MAX_TXN_COMPARES
+    # As many compares as the contract allows, and as many ops (on etcd, the
+    # store's own last-write marker then travels separately): one index.
+    compares = [Compare(f"c{n}", 0) for n in range(MAX_TXN_COMPARES)]
+    ops = [Put(f"many/{n:05}", b"v") for n in range(MAX_TXN_OPS)]
+    ok, index = await store.txn(compares, ops)
+    assert ok
+    entries, _ = await store.range("many/")
+    assert len(entries) == MAX_TXN_OPS and {e.modify_index for e in entries} == {index}
+    # A failed compare writes none of them.
+    more = [Put(f"many/{n:05}", b"w") for n in range(MAX_TXN_OPS)]
+    ok, _ = await store.txn([Compare("many/00000", index + 1000)], more)
+    assert not ok
+    assert {e.value for e in (await store.range("many/"))[0]} == {b"v"}
+
+
+async def test_prefix_delete_of_10000_keys_is_one_op_at_one_index(store: Store) -> None:
+    for start in range(0, 10_000, MAX_TXN_OPS):
+        ops = [Put(f"big/{n:05}", b"v") for n in range(start, min(start + MAX_TXN_OPS, 10_000))]
+        assert (await store.txn([], ops))[0]
+    await put(store, "bigger")  # a neighbour that must survive
+    events = store.watch("big/", await current_index(store) + 1)
+    ok, index = await store.txn([], [Delete("big/", prefix=True)])
+    assert ok
+    assert (await store.range("big/"))[0] == []
+    assert [e.key for e in (await store.range("big"))[0]] == ["bigger"]
+    seen: list[Event] = []
+    async with asyncio.timeout(30):  # 10 000 events; a bound, not a measurement
+        while len(seen) < 10_000:
+            seen.append(await anext(events))
+    assert {(e.kind, e.index) for e in seen} == {("delete", index)}
+    assert await current_index(store) == index
 
 
 async def test_bad_ttl_is_invalid_argument(store: Store) -> None:

@@ -64,3 +64,15 @@ def test_go_durations() -> None:
     for bad in ["", "5x", "-1s", "1h-2m"]:
         with pytest.raises(InvalidArgument):
             parse_duration(bad)
+
+
+def test_ui_on_for_dev_and_by_flag_or_ui_config(tmp_path: Path) -> None:
+    assert config_from("--dev").ui is True
+    assert config_from("--server").ui is False
+    assert config_from("--server", "--ui").ui is True
+    path = tmp_path / "ui.json"
+    path.write_text(json.dumps({"server": True, "ui_config": {"enabled": True}}))
+    assert config_from("--config-file", str(path)).ui is True
+    path.write_text(json.dumps({"server": True, "ui_config": {"enabled": "yes"}}))
+    with pytest.raises(InvalidArgument, match="ui_config"):
+        config_from("--config-file", str(path))
