@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from agent.config import AgentConfig, load_config_file, setup_logging, with_node_id
+from agent import commands as http_commands
+from agent.config import AgentConfig, setup_logging, with_node_id
+from agent.configfile.flags import add_config_flags, apply_sources
+from agent.configfile.runtime import ConfigRuntime
 from agent.demo import add_demo_parser, cmd_demo
 from agent.durations import parse_duration, seconds_duration
 from agent.errors import ConsulError, InvalidArgument
@@ -49,13 +52,13 @@ CALL_TIMEOUT = 10.0
 
 def _agent_parser(sub: Any) -> None:
     p = sub.add_parser("agent", help="run an agent")
-    p.add_argument("--dev", action="store_true", help="single dev server on the memory store")
-    p.add_argument("--server", action="store_true", help="run as a server")
+    p.add_argument("--dev", "-dev", action="store_true", help="one dev server, memory store")
+    p.add_argument("--server", "-server", action="store_true", help="run as a server")
     p.add_argument("--datacenter", "-datacenter")
     p.add_argument("--node", "-node", dest="node_name")
     p.add_argument("--node-id", dest="node_id")
     p.add_argument("--data-dir", "-data-dir", dest="data_dir")
-    p.add_argument("--config-file", "-config-file", dest="config_file")
+    add_config_flags(p)
     p.add_argument("--rpc-addr", dest="rpc_addr")
     p.add_argument("--http-addr", dest="http_addr")
     p.add_argument("--grpc-addr", dest="grpc_addr")
@@ -84,19 +87,29 @@ def build_config(args: argparse.Namespace) -> AgentConfig:
     config = AgentConfig()
     if args.dev:
         config = config.merged({"server": True, "dev": True, "store": "memory", "ui": True})
-    if args.config_file:
-        config = config.merged(load_config_file(args.config_file))
-    flags = {
-        k: v
-        for k, v in vars(args).items()
-        if k not in ("command", "config_file", "dev", "server") and v is not None
-    }
-    if args.server:
-        flags["server"] = True
+    if args.config_sources:
+        config = apply_sources(config, args.config_sources)
+    flags = agent_flags(args)
+    # Lists from files and flags append, as Consul merges its config sources.
+    for name in ("retry_join", "retry_join_wan"):
+        if name in flags:
+            flags[name] = (*getattr(config, name), *flags[name])
     return with_node_id(config.merged(flags).validated())
 
 
-async def run_agent(config: AgentConfig) -> int:
+def agent_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``agent`` command's flags that were given, as AgentConfig overrides."""
+    flags = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("command", "config_sources", "dev", "server") and v is not None
+    }
+    if args.server:
+        flags["server"] = True
+    return flags
+
+
+async def run_agent(config: AgentConfig, flags: dict[str, Any] | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -110,8 +123,15 @@ async def run_agent(config: AgentConfig) -> int:
         from agent.agents.client import ClientAgent
 
         agent = ClientAgent(config)
-    async with agent:
-        loop.add_signal_handler(signal.SIGHUP, agent.reload_tls)
+    runtime = ConfigRuntime(
+        config,
+        agent.local.state,
+        agent.operator,
+        flags=flags,
+        # SIGHUP and `reload` re-read the certificates too (the TLS half's hook).
+        on_tls=lambda _loaded: agent.reload_tls(),
+    )
+    async with agent, runtime:
         stopping = asyncio.create_task(stop.wait())
         leaving = asyncio.create_task(agent.leave_requested.wait())
         await asyncio.wait([stopping, leaving], return_when=asyncio.FIRST_COMPLETED)
@@ -426,12 +446,15 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]] = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if http_commands.handles(argv):
+        return http_commands.main(argv)
     args = parser().parse_args(argv)
     try:
         if args.command == "agent":
             config = build_config(args)
             setup_logging(config.log_level, config.log_json)
-            return asyncio.run(run_agent(config))
+            return asyncio.run(run_agent(config, agent_flags(args)))
         return asyncio.run(COMMANDS[args.command](args))
     except InvalidArgument as exc:
         print(f"Error: {exc.message}", file=sys.stderr)

@@ -73,6 +73,9 @@ class AgentConfig:
     https_addr: str = ""
     grpc_tls_addr: str = ""
     domain: str = "consul"
+    #: The ``-config-file``/``-config-dir`` sources, ``("file"|"dir", path)`` in
+    #: command-line order, kept so ``reload`` can read them again.
+    config_sources: tuple[tuple[str, str], ...] = ()
 
     def validated(self) -> AgentConfig:
         if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
@@ -88,8 +91,6 @@ class AgentConfig:
                 "A server on the memory store cannot join other servers: the embedded store"
                 " holds exactly one server per datacenter; use --store etcd for several"
             )
-        if not self.server and not self.retry_join:
-            raise InvalidArgument("A client agent needs --retry-join HOST:PORT of a server")
         if self.suspect_timeout < 1:
             raise InvalidArgument("suspect_timeout must be at least 1s")
         if self.rpc_rate is not None and self.rpc_rate <= 0:

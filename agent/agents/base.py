@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 
 from agent.config import AgentConfig
 from agent.http.limits import HTTPLimits
+from agent.http.operator_routes import OperatorHooks
 from agent.http.protocols import Invoker
 from agent.http.protocols import LocalAgent as LocalEndpoint
 from agent.http.serve import serve_http
@@ -66,6 +67,8 @@ class AgentBase(ABC):
         self.grpc_tls_address = ""
         # Certificates are read (and checked) when the agent starts.
         self.tls = Configurator(config.tls, datacenter=config.datacenter, domain=config.domain)
+        #: What ``/v1/agent/reload`` and ``join`` call (filled by the agent and its owner).
+        self.operator = OperatorHooks()
         self._stack: contextlib.AsyncExitStack | None = None
         self._stop_errors: list[Exception] = []
 
@@ -210,6 +213,7 @@ class AgentBase(ABC):
             ui=cfg.ui,
             limits=HTTPLimits.of(cfg),
             https=(cfg.https_addr, https_context) if https_context is not None else None,
+            operator=self.operator,
         )
         await http.start()
         self.on_stop(stack, "http", http.aclose)

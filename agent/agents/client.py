@@ -100,6 +100,7 @@ class ClientAgent(AgentBase):
             enable_script_checks=config.enable_script_checks,
         )
         self._had_servers = False
+        self.operator.join = self._join
 
     # ----- identity ------------------------------------------------------
 
@@ -199,6 +200,12 @@ class ClientAgent(AgentBase):
             logger.info("servers available: full anti-entropy sync")
             self.local.ae.trigger()
         self._had_servers = has
+
+    async def _join(self, address: str, wan: bool) -> int:
+        if wan:
+            raise InvalidArgument("Only server agents join the WAN pool")
+        await self.membership.join_address(address)
+        return 1
 
     # ----- lifecycle -----------------------------------------------------
 

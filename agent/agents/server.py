@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from agent.agents.base import AgentBase
 from agent.config import VERSION, AgentConfig
 from agent.durations import seconds_duration
+from agent.errors import InvalidArgument
 from agent.local.core import LocalAgent
 from agent.membership.hub import MemberHub, wan_member
 from agent.metrics import (
@@ -160,6 +161,7 @@ class ServerAgent(AgentBase):
             data_dir=config.data_dir,
             enable_script_checks=config.enable_script_checks,
         )
+        self.operator.join = self._join
 
     def node(self) -> pb.Node:
         return pb.Node(
@@ -248,6 +250,21 @@ class ServerAgent(AgentBase):
             for m in self.hub.members.values()
             if m.role == mpb.MEMBER_ROLE_SERVER and m.status == mpb.MEMBER_STATUS_ALIVE
         ]
+
+    async def _join(self, address: str, wan: bool) -> int:
+        """Servers of a datacenter share its store, so a LAN join only checks that
+        ``address`` is a member already; a WAN join adds a seed for the WAN links."""
+        if wan:
+            await self.links.add_seed(address)
+            return 1
+        known = {m.address for m in self.hub.members.values()} | {self.rpc_address}
+        if address not in known:
+            raise InvalidArgument(
+                f"Error joining address {address!r}: the servers of datacenter"
+                f" {self.config.datacenter!r} share its store and client agents join them;"
+                " a server is not a member of this pool"
+            )
+        return 1
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         cfg = self.config

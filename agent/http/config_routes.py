@@ -16,7 +16,7 @@ from aiohttp import web
 
 from agent.errors import NotFound
 from agent.http.base import context, json_response
-from agent.http.params import query_options, read_body, uint_param, write_options
+from agent.http.params import decode_json, query_options, read_body, uint_param, write_options
 from generated.consul.config.v1 import config_pb2 as cfpb
 
 __all__ = ["add_config_routes"]
@@ -27,6 +27,7 @@ _SVC = "/consul.config.v1.ConfigService/"
 async def apply_entry(request: web.Request) -> web.Response:
     ctx = context(request)
     body = await read_body(request)
+    decode_json(body)  # malformed or too deeply nested: a 400 here, before any RPC
     cas = uint_param(request.query, "cas")
     resp = await ctx.call(
         _SVC + "Apply",

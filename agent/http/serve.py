@@ -10,6 +10,7 @@ from aiohttp import web
 
 from agent.http.app import build_app
 from agent.http.limits import TRACKER, HTTPLimits, http_samples
+from agent.http.operator_routes import OperatorHooks, add_operator_routes
 from agent.http.protocols import Invoker, LocalAgent
 from agent.http.server import HTTPServer
 from agent.metrics import PROMETHEUS_CONTENT_TYPE, AgentMetrics
@@ -29,6 +30,7 @@ def serve_http(
     ui: bool = False,
     limits: HTTPLimits | None = None,
     https: tuple[str, ssl.SSLContext] | None = None,
+    operator: OperatorHooks | None = None,
 ) -> HTTPServer:
     """An unstarted HTTPServer for ``address`` (``host:port``; port 0 picks one; empty:
     no plaintext listener), and HTTPS on ``https`` (address, context) if given."""
@@ -58,6 +60,7 @@ def serve_http(
         return web.Response(text=json.dumps(metrics.consul_json()), content_type="application/json")
 
     app.router.add_get("/v1/agent/metrics", agent_metrics)
+    add_operator_routes(app, operator or OperatorHooks())
     host, _, port = address.rpartition(":")
     tls = None
     if https is not None:

@@ -73,6 +73,10 @@ class LocalState:
             clock=clock,
         )
         self._loops = Background("service-reaper")
+        # Services and checks defined in config files: registered at start and
+        # on reload, never persisted (the files are their record), as Consul's.
+        self._config_services: dict[str, bytes] = {}
+        self._config_checks: dict[str, bytes] = {}
 
     async def __aenter__(self) -> LocalState:
         await self.checks.__aenter__()
@@ -106,9 +110,15 @@ class LocalState:
         if self._dir is None:
             return
         self._dir.mkdir(parents=True, exist_ok=True)
+        services = [s for s in self.services.values() if s.id not in self._config_services]
+        checks = [
+            c
+            for c in self.definitions.values()
+            if c.check_id not in self._config_checks and c.service_id not in self._config_services
+        ]
         data = {
-            "services": [json_format.MessageToDict(s) for s in self.services.values()],
-            "checks": [json_format.MessageToDict(c) for c in self.definitions.values()],
+            "services": [json_format.MessageToDict(s) for s in services],
+            "checks": [json_format.MessageToDict(c) for c in checks],
             "maintenance": [json_format.MessageToDict(c) for c in self.maintenance.values()],
         }
         tmp = self._dir / "state.json.tmp"
@@ -197,6 +207,57 @@ class LocalState:
         self.maintenance.pop(service_maint_id(service_id), None)
         self._save()
         self._notify()
+
+    def apply_config(
+        self, services: list[apb.ServiceDefinition], checks: list[apb.CheckDefinition]
+    ) -> tuple[list[str], list[str]]:
+        """Make the config-defined services and checks exactly these (start and reload).
+
+        Consul's reload unloads every config-defined service and check and loads
+        the files' again; here one whose definition did not change is left
+        alone (its check keeps its status), a changed one is registered again,
+        one no longer in the files is removed. The loader has checked their
+        form; one this agent refuses (a script check without
+        ``enable_script_checks``) raises, leaving those before it applied.
+        Returns (service IDs, check IDs) now defined by config.
+        """
+        want_services: dict[str, tuple[apb.ServiceDefinition, bytes]] = {}
+        for d in services:
+            sid = d.service.id or d.service.name
+            want_services[sid] = (d, d.SerializeToString(deterministic=True))
+        want_checks: dict[str, tuple[apb.CheckDefinition, bytes]] = {}
+        for c in checks:
+            cid = c.check_id or c.name
+            want_checks[cid] = (c, c.SerializeToString(deterministic=True))
+        for sid in list(self._config_services):
+            if sid not in want_services:
+                del self._config_services[sid]
+                with contextlib.suppress(NotFound):
+                    self.remove_service(sid)
+        for cid in list(self._config_checks):
+            if cid not in want_checks:
+                del self._config_checks[cid]
+                with contextlib.suppress(NotFound):
+                    self.remove_check(cid)
+        for sid, (d, key) in want_services.items():
+            if self._config_services.get(sid) == key and sid in self.services:
+                continue
+            self._config_services[sid] = key
+            try:
+                self.add_service(d, replace_existing_checks=True)
+            except Exception:
+                del self._config_services[sid]
+                raise
+        for cid, (c, key) in want_checks.items():
+            if self._config_checks.get(cid) == key and cid in self.definitions:
+                continue
+            self._config_checks[cid] = key
+            try:
+                self.add_check(c)
+            except Exception:
+                del self._config_checks[cid]
+                raise
+        return list(want_services), list(want_checks)
 
     # ----- checks ------------------------------------------------------
 

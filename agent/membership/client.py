@@ -24,6 +24,7 @@ import grpc
 from google.protobuf.message import Message
 
 from agent.durations import duration_seconds
+from agent.errors import ConsulError
 from agent.pool import ConnPool, is_transport_failure
 from agent.router import Manager, Router, Server
 from agent.rpc.methods import MethodSpec, method_spec
@@ -79,6 +80,9 @@ class MembershipClient:
         self.events = 0
         self.reconnects = 0
         self._seed_turn = 0
+        self._seeded = asyncio.Event()  # set while there is a seed or a known server
+        if self.seeds:
+            self._seeded.set()
         self._loops = Background("membership")
 
     @property
@@ -105,6 +109,21 @@ class MembershipClient:
                 logger.info("left the cluster gracefully node=%s", name)
             except Exception as exc:
                 logger.warning("graceful leave failed error=%s", exc)
+
+    async def join_address(self, address: str) -> None:
+        """``consul-grpc join ADDRESS`` / ``/v1/agent/join/ADDRESS``: join through
+        ``address`` now (its error is the caller's), and keep it as a seed, so an
+        agent started with no server to join (as Consul's may be) finds the
+        cluster; the watch then follows the router as usual."""
+        try:
+            await self._join(address)
+        except grpc.aio.AioRpcError as exc:
+            raise ConsulError(f"Error joining address {address!r}: {exc.details()}") from None
+        except (ConnectionError, OSError) as exc:
+            raise ConsulError(f"Error joining address {address!r}: {exc}") from None
+        if address not in self.seeds:
+            self.seeds.append(address)
+        self._seeded.set()
 
     # ----- choosing a server ---------------------------------------------
 
@@ -176,6 +195,10 @@ class MembershipClient:
     async def _watch_loop(self) -> None:
         backoff = 0.05
         while True:
+            if not self.seeds and self.manager.find_server() is None:
+                logger.info("no servers known and no address to join: waiting for a join")
+                self._seeded.clear()
+                await self._seeded.wait()
             address, server = self._target()
             try:
                 if not self.joined.is_set():

@@ -18,7 +18,7 @@ __all__ = ["ConfigEndpoint"]
 def _json(raw: bytes) -> object:
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidArgument(f"Request decoding failed: {exc}") from None
 
 

@@ -305,7 +305,7 @@ class MembershipEndpoint:
 
     async def Leave(self, req: mpb.LeaveRequest) -> mpb.LeaveResponse:
         check_name(req.name, "member name")
-        await self._pool(req.wan).leave(req.name)
+        await self._pool(req.wan).leave(req.name, prune=req.prune)
         return mpb.LeaveResponse()
 
     async def ListMembers(self, req: mpb.ListMembersRequest) -> mpb.ListMembersResponse:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from google.protobuf.message import Message
 
 from agent.client import Client
-from agent.errors import NoServers, RemoteDCUnreachable, Unavailable
+from agent.errors import ConsulError, NoServers, RemoteDCUnreachable, Unavailable
 from agent.membership.client import MembershipClient
 from agent.membership.hub import MemberHub
 from agent.pool import ConnPool
@@ -141,6 +141,18 @@ class WanLinks:
         self.links[datacenter] = link
         # start() only spawns the link's own loops (they live in the link).
         self._loops.spawn(link.start(), f"wan-link-{datacenter}")
+
+    async def add_seed(self, address: str) -> None:
+        """``/v1/agent/join/<address>?wan``: Ping ``address`` (a server of another
+        datacenter), then link to its datacenter through it."""
+        try:
+            resp = await self.pool.call(address, _PING, spb.PingRequest(), 5.0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise ConsulError(f"Error joining address {address!r}: {exc}") from None
+        assert isinstance(resp, spb.PingResponse)
+        self.ensure_link(resp.datacenter, [address])
 
     def _foreign(self, m: mpb.Member) -> None:
         if m.status == mpb.MEMBER_STATUS_ALIVE:

@@ -130,7 +130,10 @@ class ConfigEntries:
     async def apply(self, doc: Any, cas: int | None = None) -> tuple[bool, int]:
         """Create or replace; (applied, index). A lost CAS answers applied False."""
         entry = normalize_entry(doc)
-        raw = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+        try:
+            raw = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+        except (ValueError, RecursionError) as exc:
+            raise InvalidArgument(f"Request decoding failed: {exc}") from None
         if len(raw) > MAX_ENTRY_SIZE:
             raise InvalidArgument(f"config entry exceeds {MAX_ENTRY_SIZE} bytes")
         kind, name = entry["Kind"], entry["Name"]

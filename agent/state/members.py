@@ -226,8 +226,9 @@ class Members:
         await self._bind(name)
         return True
 
-    async def leave(self, name: str) -> None:
-        """Mark ``name`` LEFT and end its liveness."""
+    async def leave(self, name: str, *, prune: bool = False) -> None:
+        """Mark ``name`` LEFT and end its liveness; ``prune`` removes it from the list
+        at once (``force-leave -prune``), as the reap after the reconnect timeout does."""
         current, _ = await self.store.get(keys.member_key(self.pool, name))
         if current is None:
             raise NotFound(f"Unknown member {name!r}")
@@ -242,6 +243,8 @@ class Members:
                 Delete(keys.alive_key(self.pool, name)),
             ],
         )
+        if prune:
+            await self.store.txn([], [Delete(keys.member_key(self.pool, name))])
 
     async def list(self) -> tuple[Sequence[mpb.Member], int]:
         """Every member record, by name (shared, read-only messages), and the index."""

@@ -43,7 +43,7 @@ from typing import IO
 from agent.errors import InvalidArgument
 from agent.state import keys
 from agent.state.sessions import TTL_PREFIX
-from agent.store import MAX_TXN_OPS, Delete, Put, Store
+from agent.store import MAX_TXN_BYTES, MAX_TXN_OPS, Delete, Put, Store
 from generated.consul.session.v1 import session_pb2 as sspb
 
 __all__ = ["SnapshotMeta", "read_archive", "restore", "save"]
@@ -52,8 +52,9 @@ FORMAT = "consul-grpc/1"
 #: Runtime state of the cluster itself, never saved nor overwritten.
 RUNTIME_PREFIXES = (keys.MEMBERS, keys.ALIVE, keys.LEADER)
 _LEN = struct.Struct(">I")
-#: Ops per restore transaction: the store's limit, with room to spare.
+#: Ops and bytes per restore transaction: the store's limits, with room to spare.
 _CHUNK = MAX_TXN_OPS // 2
+_CHUNK_BYTES = MAX_TXN_BYTES // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +197,21 @@ def read_archive(data: IO[bytes]) -> tuple[SnapshotMeta, list[tuple[str, bytes]]
     return meta, entries
 
 
+def _chunks(entries: list[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    """Runs of ``entries`` that each fit one store transaction (count and bytes)."""
+    chunk: list[tuple[str, bytes]] = []
+    size = 0
+    for key, value in entries:
+        cost = len(key.encode("utf-8", errors="surrogateescape")) + len(value)
+        if chunk and (len(chunk) >= _CHUNK or size + cost > _CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((key, value))
+        size += cost
+    if chunk:
+        yield chunk
+
+
 def _session_ttl(entries: dict[str, bytes], session_id: str) -> float:
     raw = entries.get(keys.SESSIONS + session_id)
     if raw is None:
@@ -215,8 +231,8 @@ async def restore(store: Store, data: IO[bytes]) -> tuple[int, int]:
     for i in range(0, len(tops), _CHUNK):
         _, index = await store.txn([], [Delete(t, prefix=True) for t in tops[i : i + _CHUNK]])
     plain = [(k, v) for k, v in entries if not k.startswith(TTL_PREFIX)]
-    for i in range(0, len(plain), _CHUNK):
-        _, index = await store.txn([], [Put(k, v) for k, v in plain[i : i + _CHUNK]])
+    for chunk in _chunks(plain):
+        _, index = await store.txn([], [Put(k, v) for k, v in chunk])
     for key, _ in entries:
         if not key.startswith(TTL_PREFIX):
             continue

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import secrets
 from collections import deque
@@ -43,6 +42,7 @@ from agent.store.base import (
     validate_ttl,
     validate_txn,
 )
+from agent.tasks import Background
 
 __all__ = ["MemoryStore"]
 
@@ -105,26 +105,18 @@ class MemoryStore:
         self._waiters: dict[str, dict[asyncio.Future[None], int]] = {}
         self._subscribers: dict[str, set[_Subscriber]] = {}
         self._watch_queue_size = watch_queue_size
-        self._expiry_task: asyncio.Task[None] | None = None
+        self._loops = Background("memory-store")
 
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the lease expiry task (idempotent)."""
-        if self._expiry_task is None or self._expiry_task.done():
-            self._expiry_task = asyncio.create_task(self._expire_loop(), name="memory-store-expiry")
+        """Start the lease expiry loop (idempotent)."""
+        if not self._loops.running:
+            self._loops.spawn(self._expire_loop(), "memory-store-expiry")
 
     async def aclose(self) -> None:
-        """Stop the expiry task, bounded by a couple of seconds."""
-        task, self._expiry_task = self._expiry_task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
-                await task
-        if not task.done():  # pragma: no cover - the loop never blocks
-            logger.warning("memory store expiry task did not stop in time")
+        """Stop the expiry loop, bounded by a couple of seconds."""
+        await self._loops.aclose(_CLOSE_TIMEOUT)
 
     async def __aenter__(self) -> MemoryStore:
         await self.start()

@@ -19,13 +19,13 @@ server took the write. Stale reads skip the barrier.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 
 from agent.errors import StoreError
 from agent.store.base import LAST_WRITE_KEY, CompactedError, Compare, Entry, Event, Op, Store
 from agent.store.memory import MemoryStore
+from agent.tasks import Background
 
 __all__ = ["ReplicaStore"]
 
@@ -44,7 +44,7 @@ class ReplicaStore:
         self.max_txn_ops = source.max_txn_ops
         self.max_txn_compares = source.max_txn_compares
         self.mirror = MemoryStore()
-        self._task: asyncio.Task[None] | None = None
+        self._loops = Background("store-replica")
         self._progress = asyncio.Condition()
         self._ready = asyncio.Event()
 
@@ -54,15 +54,12 @@ class ReplicaStore:
         return self.mirror._index
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._follow(), name="store-replica")
+        self._loops.spawn(self._follow(), "store-replica")
         async with asyncio.timeout(30):
             await self._ready.wait()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loops.aclose()
 
     async def _load(self) -> int:
         entries, index = await self.source.range("")

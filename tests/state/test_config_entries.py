@@ -77,3 +77,13 @@ async def test_blocking_list_wakes_on_delete(store: Store) -> None:
 async def test_validation_as_consul(store: Store, doc: object, text: str) -> None:
     with pytest.raises(InvalidArgument, match=text):
         await ConfigEntries(store).apply(doc)
+
+
+async def test_deeply_nested_entry_is_a_400_not_a_crash_regression(store: Store) -> None:
+    """Found by the fuzz suite: a nested document past Python's recursion limit
+    crashed the endpoint (500 RecursionError)."""
+    deep: object = "x"
+    for _ in range(5000):
+        deep = {"a": deep}
+    with pytest.raises(InvalidArgument, match="Request decoding failed"):
+        await ConfigEntries(store).apply({"Kind": "service-defaults", "Name": "w", "Deep": deep})

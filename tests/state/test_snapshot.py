@@ -98,3 +98,18 @@ async def test_damaged_archive_is_refused_and_changes_nothing(store: Store, dama
     assert await _reads(store) == before
     with pytest.raises(InvalidArgument):
         read_archive(io.BytesIO(bad))
+
+
+async def test_restore_of_large_values_fits_the_store_byte_limit_regression(store: Store) -> None:
+    """Found by the end-to-end test: 64 puts of 300 KiB values were one 19 MiB
+    transaction, which the store refuses (its byte limit is 1 MiB)."""
+    kv = KVState(store)
+    for i in range(8):
+        await kv.put(f"big/{i}", bytes([i]) * 300 * 1024)
+    out = io.BytesIO()
+    await save(store, out, datacenter="dc1")
+    async with MemoryStore() as fresh:
+        out.seek(0)
+        await restore(fresh, out)
+        got = (await KVState(fresh).list_prefix(QueryOpts(), "big/")).value
+        assert [len(p.value) for p in got] == [300 * 1024] * 8

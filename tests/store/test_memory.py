@@ -139,13 +139,12 @@ async def test_expiry_needs_start_and_stops_at_aclose() -> None:
     await put(store, "l/a", lease=lease)
     await store.start()
     await store.start()  # idempotent
-    task = store._expiry_task
-    assert task is not None and not task.done()
+    assert store._loops.running
     async with asyncio.timeout(5.0):
         while (await store.get("l/a"))[0] is not None:
             await asyncio.sleep(0.05)
     await store.aclose()
-    assert task.done()
+    assert not store._loops.running
     await store.aclose()  # idempotent
 
 
@@ -177,5 +176,5 @@ def test_bad_history_size() -> None:
 async def test_context_manager() -> None:
     async with MemoryStore() as store:
         assert store.kind == "memory"
-        assert store._expiry_task is not None
-    assert store._expiry_task is None
+        assert store._loops.running
+    assert not store._loops.running

@@ -41,12 +41,17 @@ def test_file_then_flags(tmp_path: Path) -> None:
         ["--dev", "--suspect-timeout", "soon"],
         ["--server", "--store", "etcd"],  # no endpoints
         ["--server", "--retry-join", "x:1"],  # memory store cannot join
-        [],  # a client needs --retry-join
     ],
 )
 def test_bad_configuration_is_refused(argv: list[str]) -> None:
     with pytest.raises(InvalidArgument):
         config_from(*argv)
+
+
+def test_client_may_start_unjoined() -> None:
+    # As Consul's: a client agent with nothing to join starts, and is joined later.
+    cfg = config_from("--node", "c1")
+    assert not cfg.server and cfg.retry_join == ()
 
 
 def test_unknown_key_in_file(tmp_path: Path) -> None:

@@ -302,22 +302,26 @@ class LeaveRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DATACENTER_FIELD_NUMBER: _builtins.int
     WAN_FIELD_NUMBER: _builtins.int
+    PRUNE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Member name."""
     datacenter: _builtins.str
     """Datacenter of the member."""
     wan: _builtins.bool
     """Leave the WAN pool."""
+    prune: _builtins.bool
+    """Remove the member from the list at once (force-leave -prune), as a reap does."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         datacenter: _builtins.str = ...,
         wan: _builtins.bool = ...,
+        prune: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["datacenter", b"datacenter", "name", b"name", "wan", b"wan"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datacenter", b"datacenter", "name", b"name", "prune", b"prune", "wan", b"wan"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
