@@ -205,6 +205,9 @@ async def cmd_members(args: argparse.Namespace) -> int:
                 f"\n  offline={str(router.offline).lower()}"
                 f" next_rebalance_in={max(wait, 0):.1f}s  (* = in use)"
             )
+        views = sorted((k, v) for k, v in me.stats.items() if k.startswith(("views.", "stream.")))
+        if views:
+            print("\nViews: " + "  ".join(f"{k}={v}" for k, v in views))
         return 0
 
     return await _with_channel(args.grpc_addr, go)

@@ -39,6 +39,8 @@ __all__ = [
     "router_samples",
     "rpc_samples",
     "runtime_samples",
+    "stream_samples",
+    "views_samples",
 ]
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -327,3 +329,70 @@ def runtime_samples() -> Iterator[Sample]:
     )
     yield Sample("consul_runtime_sys_bytes", "gauge", "Resident set size in bytes", _rss_bytes())
     yield Sample("consul_runtime_open_fds", "gauge", "Open file descriptors", _open_fds())
+
+
+class ViewsSource(Protocol):
+    """What ``views_samples`` reads: an agent's ``agent.views.ViewStore`` fits."""
+
+    @property
+    def stats(self) -> Any: ...
+
+    def views(self) -> Sequence[Any]: ...
+
+
+class PublisherSource(Protocol):
+    """What ``stream_samples`` reads: a server's ``agent.stream.Publisher`` fits."""
+
+    @property
+    def stats(self) -> Any: ...
+
+    def slots(self) -> Mapping[Any, int]: ...
+
+
+def views_samples(store: ViewsSource) -> Iterator[Sample]:
+    """The agent's materialized views (DESIGN.md section 7)."""
+    views = list(store.views())
+    s = store.stats
+    yield Sample("consul_views", "gauge", "Materialized views open", len(views))
+    yield Sample(
+        "consul_views_connected",
+        "gauge",
+        "Views whose subscription is up",
+        sum(1 for v in views if v.connected),
+    )
+    yield Sample(
+        "consul_views_events_applied",
+        "counter",
+        "Values applied by the open views",
+        sum(v.stats.events for v in views),
+    )
+    yield Sample(
+        "consul_views_snapshot_resets",
+        "counter",
+        "New snapshots received by the open views",
+        sum(v.stats.resets for v in views),
+    )
+    yield Sample("consul_views_hits", "counter", "Reads answered from a cached answer", s.hits)
+    yield Sample("consul_views_misses", "counter", "Reads that built their answer", s.misses)
+    yield Sample(
+        "consul_views_delegated",
+        "counter",
+        "Covered reads sent to a server after a local write",
+        s.delegated,
+    )
+    yield Sample("consul_views_created", "counter", "Views created", s.created)
+    yield Sample(
+        "consul_views_expired", "counter", "Views closed idle or evicted", s.expired + s.evicted
+    )
+
+
+def stream_samples(publisher: PublisherSource) -> Iterator[Sample]:
+    """A server's subscriptions (the other end of the views)."""
+    s = publisher.stats
+    yield Sample("consul_stream_subscribers", "gauge", "Open subscriptions", s.subscribers)
+    yield Sample("consul_stream_keys", "gauge", "Subscribed topic keys", len(publisher.slots()))
+    yield Sample("consul_stream_subscriptions", "counter", "Subscriptions opened", s.subscriptions)
+    yield Sample("consul_stream_events", "counter", "Values published", s.events)
+    yield Sample("consul_stream_sent", "counter", "Stream messages sent", s.sent)
+    yield Sample("consul_stream_snapshots", "counter", "Snapshots served", s.snapshots)
+    yield Sample("consul_stream_resumes", "counter", "Subscriptions resumed", s.resumes)

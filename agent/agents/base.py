@@ -178,11 +178,14 @@ class AgentBase(ABC):
         server: grpc.aio.Server,
         services: Sequence[tuple[ServiceDescriptor, object]],
         call: Callable[[MethodSpec, Message], Awaitable[Message]] | None = None,
+        *,
+        serialize: Callable[[Message], bytes] | None = None,
     ) -> None:
-        """Serve each (service, endpoint) on ``server``, unary calls through ``call``."""
+        """Serve each (service, endpoint) on ``server``, unary calls through ``call``
+        (their responses written by ``serialize`` when given)."""
         for service, endpoint in services:
             server.add_generic_rpc_handlers(
-                [service_handler(service, endpoint, call, stats=self.rpc_stats)]
+                [service_handler(service, endpoint, call, serialize, stats=self.rpc_stats)]
             )
 
     async def serve_health_and_reflection(

@@ -26,10 +26,18 @@ from agent.durations import seconds_duration
 from agent.errors import InvalidArgument
 from agent.local.core import LocalAgent
 from agent.membership.client import MembershipClient
-from agent.metrics import Sample, client_samples, local_samples, member_samples, router_samples
+from agent.metrics import (
+    Sample,
+    client_samples,
+    local_samples,
+    member_samples,
+    router_samples,
+    views_samples,
+)
 from agent.pool import ConnPool
 from agent.router import Router
 from agent.rpc.methods import CLIENT_FORWARDED_SERVICES
+from agent.views import ViewInvoker, ViewStore, client_source, views_stats
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.membership.v1 import membership_pb2 as mpb
@@ -80,6 +88,14 @@ class ClientAgent(AgentBase):
             on_servers_changed=self._servers_changed,
         )
         self.acl = client_acl(config, self.client, lambda: self.local.state)
+        # Discovery reads (HTTP, gRPC, DNS) are answered from views fed by
+        # server streams, the rest forwarded with the caller's token. With ACLs
+        # on, every read goes to the servers, which filter it per token: the
+        # views' per-token filtering at read time is not wired yet.
+        self.views = ViewStore(client_source(self.client), hold_timeout=config.rpc_hold_timeout)
+        self.reads = ViewInvoker(
+            self.acl.forward, self.views, config.datacenter, enabled=not config.acl.enabled
+        )
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
@@ -133,6 +149,7 @@ class ClientAgent(AgentBase):
 
     def metric_samples(self) -> Iterator[Sample]:
         yield from client_samples(self.client.stats)
+        yield from views_samples(self.views)
         yield from router_samples(self.router)
         yield from local_samples(self.local)
         yield from member_samples(self.membership.members.values(), self.membership.events, "lan")
@@ -180,6 +197,7 @@ class ClientAgent(AgentBase):
                 "serf_lan.events": str(self.membership.events),
                 "agent.services": str(len(self.local.state.services)),
                 "agent.checks": str(len(self.local.state.definitions)),
+                **views_stats(self.views),
             }
         )
         return resp
@@ -205,11 +223,16 @@ class ClientAgent(AgentBase):
         self.on_stop(stack, "pool", self.pool.aclose)
         self.router.start()
         self.on_stop(stack, "router", self.router.aclose)
+        await self.views.start()
+        self.on_stop(stack, "views", self.views.aclose)
         grpc_server = self.new_grpc_server(stack)
         self.grpc_address = self.bind(grpc_server, cfg.grpc_addr)
         self.bind_grpc_tls(grpc_server)
         self.serve_services(
-            grpc_server, [(s, _NoEndpoint()) for s in FORWARDED_SERVICES], self.acl.forward.rpc
+            grpc_server,
+            [(s, _NoEndpoint()) for s in FORWARDED_SERVICES],
+            self.reads.rpc,
+            serialize=self.reads.serialize,
         )
         agent_endpoint = guard(AGENT_SERVICE, self.local.endpoint, self.acl.agent_gate)
         self.serve_services(grpc_server, [(AGENT_SERVICE, agent_endpoint)])
@@ -226,11 +249,11 @@ class ClientAgent(AgentBase):
         await grpc_server.start()
         await self.start_http(
             stack,
-            invoker=self.acl.forward,
+            invoker=self.reads,
             agent_endpoint=agent_endpoint,  # type: ignore[arg-type]
             extend=self.acl.add_http,
         )
-        await self.start_dns(stack, invoker=self.acl.forward)
+        await self.start_dns(stack, invoker=self.reads)
         logger.info(
             "client agent started node=%s datacenter=%s grpc=%s http=%s retry_join=%s"
             " https=%s grpc_tls=%s",

@@ -26,7 +26,14 @@ from agent.durations import seconds_duration
 from agent.errors import InvalidArgument
 from agent.local.core import LocalAgent
 from agent.membership.hub import MemberHub, wan_member
-from agent.metrics import Sample, local_samples, member_samples, router_samples
+from agent.metrics import (
+    Sample,
+    local_samples,
+    member_samples,
+    router_samples,
+    stream_samples,
+    views_samples,
+)
 from agent.pool import ConnPool
 from agent.router import Router
 from agent.rpc.handlers import Dispatcher, Forwarder
@@ -59,7 +66,10 @@ from agent.state.txn import TxnState
 from agent.store import Store
 from agent.store.factory import open_store
 from agent.store.replica import ReplicaStore
+from agent.stream import Publisher, SubscribeEndpoint, WanStreamForwarder
+from agent.stream.endpoint import DeniedSubscribe
 from agent.tasks import Background
+from agent.views import ViewInvoker, ViewStore, views_stats
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.membership.v1 import membership_pb2 as mpb
@@ -133,6 +143,24 @@ class ServerAgent(AgentBase):
             heartbeat_interval=self.heartbeat_interval,
         )
         self.dispatch = Dispatcher(config.datacenter, self.forwarder)
+        # Subscriptions (agent.stream) and this server's own views (agent.views).
+        self.publisher = Publisher(
+            self.replica or self.store,
+            self.catalog,
+            self.kv,
+            known_leader=lambda: bool(self.leader and self.leader.known_leader),
+        )
+        self.subscribe = SubscribeEndpoint(
+            self.publisher, config.datacenter, WanStreamForwarder(self.wan_router, self.pool)
+        )
+        self.views = ViewStore(self.subscribe.Subscribe, hold_timeout=config.rpc_hold_timeout)
+        self.reads = ViewInvoker(
+            self.dispatch,
+            self.views,
+            config.datacenter,
+            blocking_only=True,
+            enabled=not config.acl.enabled,
+        )
         self.local = LocalAgent(
             node_name=config.node_name,
             datacenter=config.datacenter,
@@ -180,6 +208,8 @@ class ServerAgent(AgentBase):
         yield from local_samples(self.local)
         yield from member_samples(self.hub.members.values(), self.hub.events, "lan")
         yield from member_samples(self.wan_hub.members.values(), self.wan_hub.events, "wan")
+        yield from views_samples(self.views)
+        yield from stream_samples(self.publisher)
         leader = self.leader
         yield Sample(
             "consul_server_is_leader",
@@ -210,6 +240,8 @@ class ServerAgent(AgentBase):
                 "agent.services": str(len(self.local.state.services)),
                 "agent.checks": str(len(self.local.state.definitions)),
                 "agent.store": self.store.kind,
+                "stream.subscribers": str(self.publisher.stats.subscribers),
+                **views_stats(self.views),
             }
         )
         return resp
@@ -263,6 +295,12 @@ class ServerAgent(AgentBase):
             await self.replica.start()
             self.on_stop(stack, "replica", self.replica.aclose)
         grpc_server = self.new_grpc_server(stack)
+        # Stopped before the gRPC server: subscriptions end at once, so their
+        # agents move to another server instead of waiting out the grace.
+        await self.publisher.start()
+        self.on_stop(stack, "publisher", self.publisher.aclose)
+        await self.views.start()
+        self.on_stop(stack, "views", self.views.aclose)
         self.rpc_address = self.bind(grpc_server, cfg.rpc_addr, self.tls.rpc_server_credentials())
         if cfg.grpc_addr and cfg.grpc_addr != cfg.rpc_addr:
             self.grpc_address = self.bind(grpc_server, cfg.grpc_addr)
@@ -316,6 +354,7 @@ class ServerAgent(AgentBase):
             ConfigEndpoint(self.config_entries, ctx.meta),
             self.acl.endpoint,
             PreparedQueryEndpoint(ctx, self.store, self.dispatch.rpc, reader=self.replica),
+            self.subscribe if not self.config.acl.enabled else DeniedSubscribe(),
         ]
         endpoints = [
             guard(s, e, self.acl.gate) for s, e in zip(SERVER_SERVICES, endpoints, strict=True)
@@ -324,7 +363,7 @@ class ServerAgent(AgentBase):
         for service, endpoint in zip(SERVER_SERVICES, endpoints, strict=True):
             self.dispatch.register(service, endpoint)
         self.serve_services(
-            grpc_server, list(zip(SERVER_SERVICES, endpoints, strict=True)), self.dispatch.rpc
+            grpc_server, list(zip(SERVER_SERVICES, endpoints, strict=True)), self.reads.rpc
         )
         self.serve_services(grpc_server, [(AGENT_SERVICE, agent_endpoint)])
         await self.serve_health_and_reflection(grpc_server, [*SERVER_SERVICES, AGENT_SERVICE])
@@ -356,11 +395,11 @@ class ServerAgent(AgentBase):
         self.on_stop(stack, "local", self.local.aclose)
         await self.start_http(
             stack,
-            invoker=self.dispatch,
+            invoker=self.reads,
             agent_endpoint=agent_endpoint,  # type: ignore[arg-type]
             extend=self.acl.add_http,
         )
-        await self.start_dns(stack, invoker=self.dispatch)
+        await self.start_dns(stack, invoker=self.reads)
         self._loops.spawn(self._stay_alive(), "server-heartbeat")
         self.on_stop(stack, "heartbeat", self._loops.aclose)
         logger.info(

@@ -12,8 +12,9 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -30,8 +31,10 @@ __all__ = [
     "Handler",
     "context",
     "error_middleware",
+    "front_cached",
     "json_response",
     "meta_headers",
+    "read_json",
     "text_response",
 ]
 
@@ -50,6 +53,10 @@ class Context:
     datacenter: str
     node_name: str
     on_leave: Callable[[], Awaitable[None]] | None = None
+    #: Rendered default reads by raw request (see ``front_cached``).
+    front: OrderedDict[tuple[str, str, str], tuple[Any, int, bytes, dict[str, str]]] = field(
+        default_factory=OrderedDict
+    )
 
     async def call(self, path: str, request: Message, response_type: type[M]) -> M:
         """Send ``request`` to the servers as the RPC at ``path``; its typed answer."""
@@ -98,6 +105,89 @@ def json_response(
         content_type="application/json",
         headers=headers,
     )
+
+
+async def read_json(
+    request: web.Request,
+    path: str,
+    rpc_request: Message,
+    response_type: type[M],
+    to_json: Callable[[M], Any],
+) -> web.Response:
+    """A read answered as JSON with its read headers: the one rendered-answer hook.
+
+    When the invoker keeps rendered answers (``agent.views.ViewInvoker.rendered``)
+    the JSON bytes come from its cache, built once per view version and
+    variant; else the response is rendered here. ``?cached`` (Consul's agent
+    cache) adds ``X-Cache: HIT|MISS`` and ``Age``.
+    """
+    ctx = context(request)
+    query = request.query
+    indent = 4 if "pretty" in query else None
+
+    def render(response: Message) -> bytes:
+        assert isinstance(response, response_type)
+        return json.dumps(to_json(response), indent=indent).encode()
+
+    rendered = getattr(ctx.invoker, "rendered", None)
+    spec = method_spec(path)
+    hit, age = False, 0.0
+    if rendered is not None:
+        answer = await rendered(spec, rpc_request, "json4" if indent else "json", render)
+        response, body, hit, age = answer.response, answer.body, answer.hit, answer.age
+    else:
+        answer = None
+        response = await ctx.call(path, rpc_request, response_type)
+        body = render(response)
+    headers = meta_headers(response.meta)
+    if "cached" in query:
+        headers["X-Cache"] = "HIT" if hit else "MISS"
+        headers["Age"] = str(int(age))
+    elif answer is not None and answer.view is not None and _plain(query):
+        ctx.front[_front_key(request)] = (answer.view, answer.version, body, headers)
+        while len(ctx.front) > FRONT_SIZE:
+            ctx.front.popitem(last=False)
+    return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+#: Rendered reads kept by raw request: a few per watched service and variant.
+FRONT_SIZE = 1024
+
+
+def _plain(query: Any) -> bool:
+    """A default, non-blocking read (what the front cache may answer)."""
+    return "index" not in query and "consistent" not in query
+
+
+def _front_key(request: web.Request) -> tuple[str, str, str]:
+    headers = request.headers
+    return (
+        request.path_qs,
+        headers.get("X-Consul-Token", ""),
+        headers.get("Authorization", ""),
+    )
+
+
+def front_cached(handler: Handler) -> Handler:
+    """``handler`` (a ``read_json`` route) behind the front cache.
+
+    A default read repeated with the same URL and token, while the view its
+    answer came from is still at the same version (and connected, and past
+    this agent's own writes: ``ViewInvoker.current``), is answered with the
+    same bytes and headers without parsing the query or building a request.
+    """
+
+    async def cached(request: web.Request) -> web.StreamResponse:
+        ctx = context(request)
+        entry = ctx.front.get(_front_key(request)) if ctx.front else None
+        if entry is not None:
+            view, version, body, headers = entry
+            current = getattr(ctx.invoker, "current", None)
+            if current is not None and current(view, version):
+                return web.Response(body=body, content_type="application/json", headers=headers)
+        return await handler(request)
+
+    return cached
 
 
 def text_response(status: int, text: str) -> web.Response:

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.errors import InvalidArgument
-from agent.http.base import context, json_response
+from agent.http.base import context, front_cached, json_response, read_json
 from agent.http.decode import STATUS_BY_NAME, catalog_deregister, catalog_register
 from agent.http.params import (
     Fields,
@@ -78,17 +78,26 @@ async def datacenters(request: web.Request) -> web.Response:
 
 async def nodes(request: web.Request) -> web.Response:
     req = cpb.ListNodesRequest(options=query_options(request), node_meta=node_meta(request.query))
-    resp = await context(request).call(_CATALOG + "ListNodes", req, cpb.ListNodesResponse)
-    return json_response(request, [node_json(n) for n in resp.nodes], meta=resp.meta)
+    return await read_json(
+        request,
+        _CATALOG + "ListNodes",
+        req,
+        cpb.ListNodesResponse,
+        lambda resp: [node_json(n) for n in resp.nodes],
+    )
 
 
 async def services(request: web.Request) -> web.Response:
     req = cpb.ListServicesRequest(
         options=query_options(request), node_meta=node_meta(request.query)
     )
-    resp = await context(request).call(_CATALOG + "ListServices", req, cpb.ListServicesResponse)
-    body = {s.name: list(s.tags) for s in resp.services}
-    return json_response(request, body, meta=resp.meta)
+    return await read_json(
+        request,
+        _CATALOG + "ListServices",
+        req,
+        cpb.ListServicesResponse,
+        lambda resp: {s.name: list(s.tags) for s in resp.services},
+    )
 
 
 async def service(request: web.Request) -> web.Response:
@@ -98,47 +107,61 @@ async def service(request: web.Request) -> web.Response:
         tags=request.query.getall("tag", []),
         node_meta=node_meta(request.query),
     )
-    resp = await context(request).call(
-        _CATALOG + "ListServiceInstances", req, cpb.ListServiceInstancesResponse
+    return await read_json(
+        request,
+        _CATALOG + "ListServiceInstances",
+        req,
+        cpb.ListServiceInstancesResponse,
+        lambda resp: [catalog_service_json(i.node, i.service) for i in resp.instances],
     )
-    body = [catalog_service_json(i.node, i.service) for i in resp.instances]
-    return json_response(request, body, meta=resp.meta)
 
 
 async def node(request: web.Request) -> web.Response:
     req = cpb.GetNodeRequest(options=query_options(request), node=request.match_info["node"])
-    resp = await context(request).call(_CATALOG + "GetNode", req, cpb.GetNodeResponse)
-    body: dict[str, Any] | None = None
-    if resp.HasField("node"):
-        body = {
+
+    def body(resp: cpb.GetNodeResponse) -> dict[str, Any] | None:
+        if not resp.HasField("node"):
+            return None
+        return {
             "Node": node_json(resp.node),
             "Services": {s.id: service_json(s) for s in resp.services},
         }
-    return json_response(request, body, meta=resp.meta)
+
+    return await read_json(request, _CATALOG + "GetNode", req, cpb.GetNodeResponse, body)
 
 
 def add_catalog_routes(router: web.UrlDispatcher) -> None:
     router.add_put("/v1/catalog/register", register)
     router.add_put("/v1/catalog/deregister", deregister)
     router.add_get("/v1/catalog/datacenters", datacenters)
-    router.add_get("/v1/catalog/nodes", nodes)
-    router.add_get("/v1/catalog/services", services)
-    router.add_get("/v1/catalog/service/{service}", service)
-    router.add_get("/v1/catalog/node/{node}", node)
+    router.add_get("/v1/catalog/nodes", front_cached(nodes))
+    router.add_get("/v1/catalog/services", front_cached(services))
+    router.add_get("/v1/catalog/service/{service}", front_cached(service))
+    router.add_get("/v1/catalog/node/{node}", front_cached(node))
 
 
 async def node_checks(request: web.Request) -> web.Response:
     req = hpb.NodeChecksRequest(options=query_options(request), node=request.match_info["node"])
-    resp = await context(request).call(_HEALTH + "NodeChecks", req, hpb.NodeChecksResponse)
-    return json_response(request, [check_json(c) for c in resp.checks], meta=resp.meta)
+    return await read_json(
+        request,
+        _HEALTH + "NodeChecks",
+        req,
+        hpb.NodeChecksResponse,
+        lambda resp: [check_json(c) for c in resp.checks],
+    )
 
 
 async def service_checks(request: web.Request) -> web.Response:
     req = hpb.ServiceChecksRequest(
         options=query_options(request), service=request.match_info["service"]
     )
-    resp = await context(request).call(_HEALTH + "ServiceChecks", req, hpb.ServiceChecksResponse)
-    return json_response(request, [check_json(c) for c in resp.checks], meta=resp.meta)
+    return await read_json(
+        request,
+        _HEALTH + "ServiceChecks",
+        req,
+        hpb.ServiceChecksResponse,
+        lambda resp: [check_json(c) for c in resp.checks],
+    )
 
 
 async def service_health(request: web.Request) -> web.Response:
@@ -149,8 +172,13 @@ async def service_health(request: web.Request) -> web.Response:
         passing_only=flag(request.query, "passing"),
         node_meta=node_meta(request.query),
     )
-    resp = await context(request).call(_HEALTH + "ServiceHealth", req, hpb.ServiceHealthResponse)
-    return json_response(request, [service_entry_json(e) for e in resp.entries], meta=resp.meta)
+    return await read_json(
+        request,
+        _HEALTH + "ServiceHealth",
+        req,
+        hpb.ServiceHealthResponse,
+        lambda resp: [service_entry_json(e) for e in resp.entries],
+    )
 
 
 async def checks_in_state(request: web.Request) -> web.Response:
@@ -168,7 +196,7 @@ async def checks_in_state(request: web.Request) -> web.Response:
 
 
 def add_health_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/v1/health/node/{node}", node_checks)
-    router.add_get("/v1/health/checks/{service}", service_checks)
-    router.add_get("/v1/health/service/{service}", service_health)
+    router.add_get("/v1/health/node/{node}", front_cached(node_checks))
+    router.add_get("/v1/health/checks/{service}", front_cached(service_checks))
+    router.add_get("/v1/health/service/{service}", front_cached(service_health))
     router.add_get("/v1/health/state/{state}", checks_in_state)

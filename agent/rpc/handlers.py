@@ -221,6 +221,7 @@ def service_handler(
     service: ServiceDescriptor,
     endpoint: object,
     call: Callable[[MethodSpec, Message], Awaitable[Message]] | None = None,
+    serialize: Callable[[Message], bytes] | None = None,
     *,
     stats: RpcStats,
 ) -> grpc.GenericRpcHandler:
@@ -228,7 +229,8 @@ def service_handler(
 
     Unary calls go through ``call`` (a ``Dispatcher.rpc`` or a client agent's
     forwarding ``Client.rpc``) when given, else straight to the endpoint; each
-    is counted in ``stats``.
+    is counted in ``stats``. ``serialize`` writes unary responses (an agent's
+    views keep the bytes of their cached answers); default: the message's own.
     """
 
     async def direct(spec: MethodSpec, request: Message) -> Message:
@@ -248,6 +250,6 @@ def service_handler(
             handlers[name] = grpc.unary_unary_rpc_method_handler(
                 _checked_unary(spec, _unary(spec, call or direct, stats), stats),
                 request_deserializer=_decoder(spec),
-                response_serializer=spec.response_type.SerializeToString,
+                response_serializer=serialize or spec.response_type.SerializeToString,
             )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)

@@ -25,6 +25,7 @@ from generated.consul.query.v1 import query_pb2
 from generated.consul.session.v1 import session_pb2
 from generated.consul.snapshot.v1 import snapshot_pb2
 from generated.consul.status.v1 import status_pb2
+from generated.consul.subscribe.v1 import subscribe_pb2
 from generated.consul.txn.v1 import txn_pb2
 
 __all__ = [
@@ -52,6 +53,7 @@ _FORWARDED_MODULES: tuple[ModuleType, ...] = (
     config_pb2,
     acl_pb2,
     query_pb2,
+    subscribe_pb2,
 )
 
 
@@ -61,10 +63,14 @@ SERVER_SERVICES: tuple[ServiceDescriptor, ...] = tuple(
     for module in _FORWARDED_MODULES
     for service in module.DESCRIPTOR.services_by_name.values()
 )
+#: Services client agents use themselves and do not serve to applications.
+_AGENTS_ONLY = frozenset(
+    {"consul.membership.v1.MembershipService", "consul.subscribe.v1.SubscribeService"}
+)
 #: What a client agent serves by forwarding each call to a server (membership
-#: is the agents' own business, not an application's).
+#: and subscriptions are the agents' own business, not an application's).
 CLIENT_FORWARDED_SERVICES: tuple[ServiceDescriptor, ...] = tuple(
-    s for s in SERVER_SERVICES if s.full_name != "consul.membership.v1.MembershipService"
+    s for s in SERVER_SERVICES if s.full_name not in _AGENTS_ONLY
 )
 
 

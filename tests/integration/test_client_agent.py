@@ -13,6 +13,7 @@ from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.agent.v1 import agent_pb2_grpc
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
 from generated.consul.catalog.v1 import catalog_pb2_grpc
+from generated.consul.common.v1 import query_pb2 as qpb
 from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.kv.v1 import kv_pb2 as kpb
 from generated.consul.kv.v1 import kv_pb2_grpc
@@ -180,19 +181,24 @@ def test_rate_limit(cluster: Cluster) -> None:
     )
     wait_until(lambda: router_servers(c) == ["dev"], what="client knows dev")
     time.sleep(1.5)  # let the bucket refill after the client's own start-up calls
+    # Consistent reads: default ones are answered by the agent's views, not RPCs.
+    consistent = qpb.QueryOptions(consistency=qpb.CONSISTENCY_CONSISTENT)
     with grpc.insecure_channel(c.grpc_addr) as ch:
         kv = kv_pb2_grpc.KVServiceStub(ch)
 
         def call(_: int) -> str:
             try:
-                kv.Get(kpb.GetRequest(key="x"), timeout=T)
+                kv.Get(kpb.GetRequest(key="x", options=consistent), timeout=T)
                 return "ok"
             except grpc.RpcError as exc:
                 assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc.details()
                 assert exc.details() == "RPC rate limit exceeded"
                 return "limited"
 
-        futures = [kv.Get.future(kpb.GetRequest(key="x"), timeout=T) for _ in range(50)]
+        futures = [
+            kv.Get.future(kpb.GetRequest(key="x", options=consistent), timeout=T)
+            for _ in range(50)
+        ]
         results = []
         for f in futures:
             try:
@@ -252,3 +258,4 @@ def test_members_cli_shows_router_state_and_rebalance_hook(cluster: Cluster) -> 
     assert f"dev ({dev.rpc_addr}) *" in out and "offline=false" in out
     wait_s = float(out.split("next_rebalance_in=")[1].split("s")[0])
     assert wait_s <= 1.5  # the hook replaced the 120-180 s interval
+    assert "Views: " in out and "views.count=" in out and "views.hits=" in out

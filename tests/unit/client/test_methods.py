@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from agent.rpc import all_methods, method_spec, methods_of, request_datacenter, request_wait
-from agent.rpc.methods import DEFAULT_BLOCKING_WAIT, MAX_BLOCKING_WAIT, with_datacenter
+from agent.rpc.methods import (
+    CLIENT_FORWARDED_SERVICES,
+    DEFAULT_BLOCKING_WAIT,
+    MAX_BLOCKING_WAIT,
+    with_datacenter,
+)
 from generated.consul.catalog.v1 import catalog_pb2
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.membership.v1 import membership_pb2
@@ -54,7 +59,11 @@ def test_table_covers_every_service() -> None:
         "consul.config.v1.ConfigService",
         "consul.acl.v1.ACLService",
         "consul.query.v1.PreparedQueryService",
+        "consul.subscribe.v1.SubscribeService",
     }
+    forwarded = {s.full_name for s in CLIENT_FORWARDED_SERVICES}
+    assert "consul.subscribe.v1.SubscribeService" not in forwarded  # agents' own business
+    assert "consul.membership.v1.MembershipService" not in forwarded
     status = methods_of(status_pb2.DESCRIPTOR.services_by_name["StatusService"])
     assert [m.name for m in status] == ["Ping", "Leader", "Peers"]
 
