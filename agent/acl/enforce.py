@@ -41,10 +41,12 @@ from generated.consul.event.v1 import event_pb2 as epb
 from generated.consul.kv.v1 import kv_pb2 as kpb
 from generated.consul.membership.v1 import membership_pb2 as mpb
 from generated.consul.session.v1 import session_pb2 as sspb
+from generated.consul.subscribe.v1 import subscribe_pb2 as spb
 from generated.consul.txn.v1 import txn_pb2 as tpb
 
 __all__ = [
     "Gate",
+    "authorize_subscribe",
     "filter_checks",
     "filter_events",
     "filter_health_entries",
@@ -602,3 +604,36 @@ def guard(service: ServiceDescriptor, endpoint: object, gate: Gate) -> object:
 
 #: For readers that want a plain QueryOpts (local views).
 EMPTY_OPTS = QueryOpts()
+
+
+#: What a subscription to each topic shows, as (resource, name of the key or
+#: None for every name): a subscriber must be able to read all of it, since
+#: agents filter views per caller at read time, not per subscriber.
+def _subscription_needs(request: spb.SubscribeRequest) -> list[tuple[str, str | None]]:
+    key = request.key
+    if request.topic in (spb.TOPIC_SERVICE_HEALTH, spb.TOPIC_SERVICE_HEALTH_CONNECT):
+        return [("service", key), ("node", None)]
+    if request.topic == spb.TOPIC_CATALOG_SERVICES:
+        return [("service", None)]
+    if request.topic == spb.TOPIC_CATALOG_NODES:
+        return [("node", None)]
+    if request.topic == spb.TOPIC_NODE:
+        return [("node", key), ("service", None)]
+    if request.topic == spb.TOPIC_KV_KEY:
+        return [("key", key)]
+    return [("key", None)]  # a prefix: every key under it, deny rules included
+
+
+async def authorize_subscribe(resolver: Resolver, request: spb.SubscribeRequest) -> None:
+    """Refuse a subscription whose token may not read the whole topic key."""
+    if not resolver.enabled:
+        return
+    authz = await resolver.resolve(request.token or request_token.get())
+    for resource, name in _subscription_needs(request):
+        ok = (
+            authz.reads_everything(resource)
+            if name is None
+            else authz.allowed(resource, name, Access.READ)
+        )
+        if not ok:
+            raise denied(authz.accessor, resource, Access.READ, name)

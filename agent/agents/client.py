@@ -17,8 +17,8 @@ import logging
 import time
 from collections.abc import Iterator
 
-from agent.acl.enforce import guard
-from agent.acl.wiring import client_acl
+from agent.acl.enforce import Gate, guard, token_of
+from agent.acl.wiring import client_acl, with_token
 from agent.agents.base import AgentBase
 from agent.client.client import Client
 from agent.config import VERSION, AgentConfig
@@ -41,6 +41,7 @@ from agent.views import ViewInvoker, ViewStore, client_source, views_stats
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
 from generated.consul.membership.v1 import membership_pb2 as mpb
+from generated.consul.subscribe.v1 import subscribe_pb2 as spb
 
 __all__ = ["FORWARDED_SERVICES", "ClientAgent"]
 
@@ -51,6 +52,16 @@ AGENT_SERVICE = apb.DESCRIPTOR.services_by_name["AgentService"]
 
 #: How long a closing client waits to tell its servers it left.
 LEAVE_TIMEOUT = 5.0
+
+
+def _with_token(request: spb.SubscribeRequest, token: str) -> spb.SubscribeRequest:
+    """``request`` carrying ``token`` unless it carries one (a copy when it changes)."""
+    if request.token or not token:
+        return request
+    out = spb.SubscribeRequest()
+    out.CopyFrom(request)
+    out.token = token
+    return out
 
 
 class _NoEndpoint:
@@ -90,11 +101,22 @@ class ClientAgent(AgentBase):
         self.acl = client_acl(config, self.client, lambda: self.local.state)
         # Discovery reads (HTTP, gRPC, DNS) are answered from views fed by
         # server streams, the rest forwarded with the caller's token. With ACLs
-        # on, every read goes to the servers, which filter it per token: the
-        # views' per-token filtering at read time is not wired yet.
-        self.views = ViewStore(client_source(self.client), hold_timeout=config.rpc_hold_timeout)
+        # on, the views subscribe with the agent's token and every read is
+        # checked and filtered for its caller's token at read time.
+        tokens = self.acl.resolver.tokens
+        subscribe = client_source(self.client)
+        self.views = ViewStore(
+            lambda req: subscribe(_with_token(req, tokens.agent or tokens.default)),
+            hold_timeout=config.rpc_hold_timeout,
+        )
         self.reads = ViewInvoker(
-            self.acl.forward, self.views, config.datacenter, enabled=not config.acl.enabled
+            self.acl.forward,
+            self.views,
+            config.datacenter,
+            gate=Gate(self.acl.resolver, node_name=config.node_name)
+            if config.acl.enabled
+            else None,
+            prepare=lambda req: with_token(req, token_of(req) or tokens.default),
         )
         self.local = LocalAgent(
             node_name=config.node_name,

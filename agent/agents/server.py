@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from agent.acl.enforce import guard
+from agent.acl.enforce import authorize_subscribe, guard
 from agent.acl.wiring import TokenInvoker, server_acl
 from agent.agents.base import AgentBase
 from agent.config import VERSION, AgentConfig
@@ -67,7 +67,7 @@ from agent.store import Store
 from agent.store.factory import open_store
 from agent.store.replica import ReplicaStore
 from agent.stream import Publisher, SubscribeEndpoint, WanStreamForwarder
-from agent.stream.endpoint import DeniedSubscribe
+from agent.stream.endpoint import GatedSubscribe
 from agent.tasks import Background
 from agent.views import ViewInvoker, ViewStore, views_stats
 from generated.consul.agent.v1 import agent_pb2 as apb
@@ -354,7 +354,9 @@ class ServerAgent(AgentBase):
             ConfigEndpoint(self.config_entries, ctx.meta),
             self.acl.endpoint,
             PreparedQueryEndpoint(ctx, self.store, self.dispatch.rpc, reader=self.replica),
-            self.subscribe if not self.config.acl.enabled else DeniedSubscribe(),
+            GatedSubscribe(
+                self.subscribe, lambda req: authorize_subscribe(self.acl.gate.resolver, req)
+            ),
         ]
         endpoints = [
             guard(s, e, self.acl.gate) for s, e in zip(SERVER_SERVICES, endpoints, strict=True)

@@ -9,14 +9,13 @@ for a local one, so the relay does no retry of its own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from agent.client import Client
 from agent.errors import (
     NoPathToDatacenter,
     NoServers,
-    PermissionDenied,
     RemoteDCUnreachable,
     Unavailable,
 )
@@ -28,7 +27,7 @@ from generated.consul.subscribe.v1 import subscribe_pb2 as spb
 
 __all__ = [
     "SUBSCRIBE",
-    "DeniedSubscribe",
+    "GatedSubscribe",
     "StreamForwarder",
     "SubscribeEndpoint",
     "WanStreamForwarder",
@@ -98,19 +97,23 @@ class SubscribeEndpoint:
             yield message
 
 
-class DeniedSubscribe:
-    """SubscribeService on a server with ACLs enabled: refused to everyone.
+class GatedSubscribe:
+    """SubscribeService with ACLs on: ``authorize`` may refuse a subscription
+    (``agent.acl.enforce.authorize_subscribe``: the token must be able to read
+    the whole topic key, since agents filter their views per caller at read
+    time), else ``inner`` serves it."""
 
-    A subscription streams catalog and KV data without the per-token filter
-    that every other read goes through on the servers; until that filter runs
-    per event, no token may subscribe (client agents with ACLs on read through
-    the servers instead of from views).
-    """
+    def __init__(
+        self,
+        inner: SubscribeEndpoint,
+        authorize: Callable[[spb.SubscribeRequest], Awaitable[None]],
+    ) -> None:
+        self.inner = inner
+        self.authorize = authorize
 
     async def Subscribe(
         self, request: spb.SubscribeRequest
     ) -> AsyncIterator[spb.SubscribeResponse]:
-        raise PermissionDenied(
-            "Permission denied: streaming subscriptions are not served with ACLs enabled"
-        )
-        yield spb.SubscribeResponse()  # pragma: no cover - makes this a generator
+        await self.authorize(request)
+        async for message in self.inner.Subscribe(request):
+            yield message

@@ -24,26 +24,35 @@ instead of one store wait per watcher).
 ``rendered`` is the HTTP layer's hook: the response and its bytes, built and
 serialized once per view version and variant; ``serialize`` is the gRPC
 handlers' (their response serializer), for the same bytes over gRPC.
+
+ACLs: with a ``gate`` (ACLs on), one view per key still serves every token;
+each read takes the view's answer (a copy) through the gate, which checks and
+filters it for the caller's token (``prepare`` puts the agent's default token
+into a request carrying none), exactly as a server filters what it answers.
+Rendered bytes are then not shared between callers. A view its subscription
+may not read (the servers check the agent's own token against the whole
+topic key) sends the read to a server instead.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from google.protobuf.message import Message
 
 from agent.convert import query_meta
+from agent.errors import PermissionDenied
 from agent.rpc.methods import MethodSpec, request_datacenter, request_wait
 from agent.views.reads import READS
 from agent.views.store import ViewStore
 from agent.views.view import Answer, View, ViewKey
 from generated.consul.common.v1 import query_pb2 as qpb
 
-__all__ = ["Invoker", "Rendered", "ViewInvoker"]
+__all__ = ["Invoker", "ReadGate", "Rendered", "ViewInvoker"]
 
 #: Answers handed to gRPC whose bytes ``serialize`` may be asked for.
 _MAX_SENT = 1024
@@ -53,6 +62,15 @@ class Invoker(Protocol):
     """What the views wrap: ``Client`` or a server's ``Dispatcher``."""
 
     async def rpc(self, spec: MethodSpec, request: Message) -> Message: ...
+
+
+class ReadGate(Protocol):
+    """ACL enforcement of one read (``agent.acl.enforce.Gate``): checks the
+    request's token, calls ``fn``, filters its answer for that token."""
+
+    async def call(
+        self, path: str, fn: Callable[[Any], Awaitable[Any]], request: Any
+    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +97,15 @@ class ViewInvoker:
         *,
         blocking_only: bool = False,
         enabled: bool = True,
+        gate: ReadGate | None = None,
+        prepare: Callable[[Message], Message] | None = None,
     ) -> None:
-        """``enabled`` False: every read goes to ``inner`` (ACLs on: the
-        per-token filter of views at read time is not wired yet)."""
+        """``enabled`` False: every read goes to ``inner``. ``gate``: ACLs are
+        on, every view answer is checked and filtered per token (module docstring)."""
         self.inner = inner
         self.enabled = enabled
+        self.gate = gate
+        self.prepare = prepare or (lambda request: request)
         self.blocking_only = blocking_only
         self.views = views
         self.local_dc = local_dc
@@ -91,6 +113,8 @@ class ViewInvoker:
         self._sent: OrderedDict[int, Answer] = OrderedDict()
 
     async def rpc(self, spec: MethodSpec, request: Message) -> Message:
+        if self.gate is not None and spec.path in READS:
+            return await self._gated(spec, self.prepare(request))
         found = await self._answer(spec, request)
         if found is not None:
             self._sent[id(found.response)] = found
@@ -98,6 +122,23 @@ class ViewInvoker:
                 self._sent.popitem(last=False)
             return found.response
         return await self._delegate(spec, request)
+
+    async def _gated(self, spec: MethodSpec, request: Message) -> Message:
+        assert self.gate is not None
+
+        async def read(req: Message) -> Message:
+            try:
+                found = await self._answer(spec, req)
+            except PermissionDenied:
+                found = None  # the agent may not subscribe to all of it: ask a server
+            if found is None:
+                return await self._delegate(spec, req)
+            mine = type(found.response)()
+            mine.CopyFrom(found.response)  # the gate filters it in place
+            return mine
+
+        response: Message = await self.gate.call(spec.path, read, request)
+        return response
 
     def serialize(self, message: Message) -> bytes:
         """gRPC response bytes: a cached answer's are serialized once per view version.
@@ -117,6 +158,9 @@ class ViewInvoker:
         self, spec: MethodSpec, request: Message, fmt: str, render: Callable[[Message], bytes]
     ) -> Rendered:
         """The answer of ``request`` and its bytes as ``fmt``, both cached per view version."""
+        if self.gate is not None:  # per token: nothing rendered is shared
+            response = await self.rpc(spec, request)
+            return Rendered(response, render(response), False, 0.0)
         found = await self._answer(spec, request)
         if found is None:
             response = await self._delegate(spec, request)
@@ -132,7 +176,7 @@ class ViewInvoker:
     def current(self, view: View, version: int) -> bool:
         """Whether an answer built from ``view`` at ``version`` is still what a default
         read would get (the HTTP layer's front cache asks, per request)."""
-        if not view.connected or view.version != version:
+        if self.gate is not None or not view.connected or view.version != version:
             return False
         if view.position < self._last_write and view.key.datacenter == self.local_dc:
             return False

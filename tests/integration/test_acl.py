@@ -551,3 +551,54 @@ def test_jwt_auth_method_login_and_logout(cluster: Cluster, tmp_path: Path) -> N
     assert http(s1, "POST", "/v1/acl/logout", token=secret)[0] == 200
     assert http(s1, "GET", "/v1/acl/token/self", token=secret)[0] == 403
     assert http(s1, "POST", "/v1/acl/logout", token=MGMT)[0] == 403
+
+
+def test_views_serve_every_token_filtered_at_read_time(cluster: Cluster, tmp_path: Path) -> None:
+    """A client agent with ACLs on answers reads from its views (one view per
+    key, whatever the token) and filters each answer for its caller's token:
+    a token for ``web`` alone sees ``web`` and never ``db``; its blocking read
+    is woken from the view; a token with no rights gets 403."""
+    s1 = acl_server(cluster, tmp_path)
+    agent_tok = make_token(
+        s1,
+        "c2-agent",
+        'node_prefix "" { policy = "write" }\nservice_prefix "" { policy = "read" }',
+    )
+    web_only = make_token(
+        s1, "web-only", 'service "web" { policy = "read" }\nnode_prefix "" { policy = "read" }'
+    )
+    c_acl = {"enabled": True, "default_policy": "deny", "tokens": {"agent": agent_tok["SecretID"]}}
+    c2 = cluster.client(
+        "c2", "--retry-join", s1.rpc_addr, "--config-file", config_file(tmp_path, "c2", c_acl),
+        wait=False,
+    )
+    c2.wait_ready()
+    for svc in ("web", "db"):
+        body = {"Node": f"ext-{svc}", "Address": "10.9.0.1", "Service": {"Service": svc}}
+        assert http(s1, "PUT", "/v1/catalog/register", body, MGMT)[0] == 200
+
+    def names(token: str) -> Any:
+        status, body, _ = http(c2, "GET", "/v1/catalog/services", token=token)
+        return status, sorted(body) if status == 200 else body
+
+    wait_until(lambda: names(MGMT) == (200, ["consul", "db", "web"]), what="everything for mgmt")
+    assert names(web_only["SecretID"]) == (200, ["web"])
+    status, entries, headers = http(c2, "GET", "/v1/health/service/db", token=web_only["SecretID"])
+    assert (status, entries) == (200, [])
+    assert headers.get("X-Consul-Results-Filtered-By-ACLs") == "true"
+    status, entries, headers = http(c2, "GET", "/v1/health/service/web", token=web_only["SecretID"])
+    assert status == 200 and [e["Service"]["Service"] for e in entries] == ["web"]
+    # The reads came from the client agent's views.
+    status, metrics, _ = http(c2, "GET", "/v1/agent/metrics", token=MGMT)
+    gauges = {g["Name"]: g["Value"] for g in metrics["Gauges"]}
+    counters = {c["Name"]: c["Count"] for c in metrics["Counters"]}
+    views = {k: v for k, v in {**gauges, **counters}.items() if "view" in k}
+    assert views["consul.views.connected"] >= 2, views  # the agent token may subscribe
+    assert views["consul.views.hits"] + views["consul.views.misses"] >= 4, views
+    assert views["consul.views.delegated"] == 0, views
+    # A key the agent's own token may not read: its view is refused by the
+    # servers, and the read goes to a server, which answers for the caller.
+    assert http(c2, "PUT", "/v1/kv/app/x", "1", MGMT)[0] == 200
+    status, pairs, _ = http(c2, "GET", "/v1/kv/app/x", token=MGMT)
+    assert status == 200 and pairs[0]["Key"] == "app/x"
+    assert http(c2, "GET", "/v1/kv/app/x", token=web_only["SecretID"])[0] == 403

@@ -197,10 +197,14 @@ async def test_with_acls_on_every_read_goes_to_the_servers() -> None:
         assert inner.calls == ["ServiceHealth", "ServiceHealth"] and source.opened == 0
 
 
-async def test_servers_with_acls_refuse_subscriptions() -> None:
+async def test_servers_with_acls_check_each_subscription() -> None:
     from agent.errors import PermissionDenied
-    from agent.stream.endpoint import DeniedSubscribe
+    from agent.stream.endpoint import GatedSubscribe
 
-    with pytest.raises(PermissionDenied, match="not served with ACLs enabled"):
-        async for _ in DeniedSubscribe().Subscribe(spb.SubscribeRequest()):
+    async def refuse(request: spb.SubscribeRequest) -> None:
+        raise PermissionDenied("Permission denied: token lacks permission 'key:read'")
+
+    gated = GatedSubscribe(None, refuse)  # type: ignore[arg-type]
+    with pytest.raises(PermissionDenied, match="key:read"):
+        async for _ in gated.Subscribe(spb.SubscribeRequest()):
             pass
