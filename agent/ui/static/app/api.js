@@ -12,8 +12,17 @@ export function getToken() {
   try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
 }
 
+const tokenListeners = new Set();
+
+// Called after every login and logout (the app re-reads everything with the new token).
+export function onTokenChange(fn) {
+  tokenListeners.add(fn);
+  return () => tokenListeners.delete(fn);
+}
+
 export function setToken(token) {
   if (token) localStorage.setItem(TOKEN_KEY, token); else localStorage.removeItem(TOKEN_KEY);
+  for (const fn of tokenListeners) fn();
 }
 
 export class ApiError extends Error {
@@ -35,10 +44,10 @@ function url(path, dc, query) {
   return qs ? `${path}?${qs}` : path;
 }
 
-// One call. `allow404` answers a 404 as {data: null} (KV and nodes use it).
-export async function api(path, { dc, query, method = 'GET', body, signal, allow404 } = {}) {
+// One call. `allow404` answers a 404 as {data: null} (KV and nodes use it);
+// `token` replaces the stored one (the login checks a token before keeping it).
+export async function api(path, { dc, query, method = 'GET', body, signal, allow404, token = getToken() } = {}) {
   const headers = {};
-  const token = getToken();
   if (token) headers['X-Consul-Token'] = token;
   let response;
   try {

@@ -105,7 +105,8 @@ export function ErrorBox({ error, what }) {
     <strong>${title}</strong>
     <p>${error.message}</p>
     ${error.lost || error.status >= 500 ? html`<p class="hint">Retrying…</p>` : null}
-    ${error.status === 403 ? html`<p class="hint">Your token may not read this.</p>` : null}
+    ${error.status === 403 ? html`<p class="hint">Your token may not read this.
+      <button type="button" class="link" onClick=${() => document.dispatchEvent(new CustomEvent('consul-grpc:login'))}>Log in with another token</button></p>` : null}
   </div>`;
 }
 
