@@ -62,7 +62,7 @@ function LoginDialog({ dialogRef }) {
     <form onSubmit=${submit}>
       <h2 id="login-title">Log in with a token</h2>
       <p class="hint">The token's SecretID. It is kept in this browser and sent with every request as X-Consul-Token.</p>
-      <label class="field">Token <input name="token" type="password" autocomplete="off" spellcheck="false" value=${secret}
+      <label class="field">Token <input name="token" type="password" autocomplete="off" spellcheck=${false} value=${secret}
         aria-invalid=${error ? 'true' : 'false'} onInput=${(e) => setSecret(e.target.value)} /></label>
       ${error ? html`<div class="error" role="alert"><strong>${error.status === 403 ? 'Not logged in' : 'Could not log in'}</strong>
         <p>${error.message}</p></div>` : null}
@@ -352,7 +352,7 @@ export function PolicyPage({ dc, id }) {
       <label class="field">Description <input name="description" value=${form.Description} readonly=${builtin}
         onInput=${(e) => setForm({ ...form, Description: e.target.value })} /></label>
       <label class="field">Rules <span class="hint">(HCL or JSON, as <code>service "web" { policy = "read" }</code>)</span>
-        <textarea ref=${rules} name="rules" rows="10" spellcheck="false" readonly=${builtin}
+        <textarea ref=${rules} name="rules" rows="10" spellcheck=${false} readonly=${builtin}
           aria-invalid=${ruleError ? 'true' : 'false'} aria-describedby=${ruleError ? 'rules-error' : undefined}
           value=${form.Rules} onInput=${(e) => setForm({ ...form, Rules: e.target.value })}></textarea></label>
       ${ruleError ? html`<div id="rules-error" class="error" role="alert"><strong>The rules do not parse${at ? ` (line ${at.line}, column ${at.column})` : ''}</strong>
