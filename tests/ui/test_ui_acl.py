@@ -121,8 +121,13 @@ def test_log_in_with_a_token_and_see_what_it_may_see(acl_agent: AclAgent, page: 
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
 
-    # The web reader: sees web, not db; the header names the token.
-    log_in(page, acl_agent.web_reader["SecretID"])
+    # The web reader, by keyboard: sees web, not db; the header names the token.
+    page.get_by_role("button", name="Log in", exact=True).focus()
+    page.keyboard.press("Enter")
+    expect(dialog.get_by_label("Token")).to_be_focused()
+    page.keyboard.type(acl_agent.web_reader["SecretID"])
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
     expect(page.locator("[data-service=web]")).to_be_visible()
     expect(page.locator("[data-service=db]")).to_have_count(0)
     expect(page.locator("[data-service]")).to_have_count(1)
@@ -139,6 +144,10 @@ def test_log_in_with_a_token_and_see_what_it_may_see(acl_agent: AclAgent, page: 
     nav.get_by_role("link", name="Tokens").click()
     expect(page.get_by_role("alert")).to_contain_text("Access denied")
     expect(page.get_by_role("alert")).to_contain_text("acl:read")
+    page.get_by_role("button", name="Log in with another token").click()
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
 
     # Log out: the token is gone and so is web.
     page.get_by_role("button", name="Log out").click()
