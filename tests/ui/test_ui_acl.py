@@ -212,6 +212,13 @@ def test_manage_policies_tokens_and_roles(acl_agent: AclAgent, page: Page) -> No
     assert [r["Name"] for r in token["Roles"]] == ["team"]
     page.get_by_role("button", name="Show").click()
     expect(page.locator("[data-field=secret]")).to_have_text(token["SecretID"])
+    # Edit it in place: the page re-reads it.
+    page.get_by_label("Description").fill("team deployer v2")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name="team deployer v2")).to_be_visible()
+    status, token = http(acl_agent.agent, "GET", f"/v1/acl/token/{accessor}", token=mgmt)
+    assert (status, token["Description"]) == (200, "team deployer v2"), token
+    assert [p["Name"] for p in token["Policies"]] == ["kv-team"]
 
     # Narrow screen: the ACL pages fit.
     page.set_viewport_size({"width": 360, "height": 740})

@@ -142,9 +142,11 @@ function ListPage({ dc, kind, title, path, render, what }) {
   `;
 }
 
-// One document (token, policy, role) for a detail page, read once; `null` while creating.
+// One document (token, policy, role) for a detail page, read once (and after
+// `reload()`); `null` while creating.
 function useDoc(dc, path, creating) {
   const [state, setState] = useState({ data: creating ? null : undefined, error: null });
+  const [generation, setGeneration] = useState(0);
   useEffect(() => {
     if (creating) { setState({ data: null, error: null }); return undefined; }
     const ctl = new AbortController();
@@ -152,8 +154,8 @@ function useDoc(dc, path, creating) {
       .then((r) => setState({ data: r.data, error: null }))
       .catch((err) => !ctl.signal.aborted && setState({ data: undefined, error: err }));
     return () => ctl.abort();
-  }, [dc, path, creating]);
-  return state;
+  }, [dc, path, creating, generation]);
+  return { ...state, reload: () => setGeneration((g) => g + 1) };
 }
 
 // ----- tokens -----
@@ -206,7 +208,7 @@ export function TokenPage({ dc, id, self }) {
     try {
       const r = await api(creating ? '/v1/acl/token' : `/v1/acl/token/${encodeURIComponent(id)}`,
         { dc, method: 'PUT', body: JSON.stringify(body) });
-      navigate(uiPath(dc, 'acls', 'tokens', r.data.AccessorID));
+      if (creating) navigate(uiPath(dc, 'acls', 'tokens', r.data.AccessorID)); else doc.reload();
     } catch (err) { setError(err); }
     setBusy(false);
   }
@@ -225,7 +227,7 @@ export function TokenPage({ dc, id, self }) {
   return html`
     <${Tabs} dc=${dc} kind="tokens" />
     <${PageHeader} title=${title} crumbs=${crumbs}>
-      ${token && token.SecretID && !mine ? html`<button type="button" onClick=${() => setToken(token.SecretID)}>Log in with this token</button>` : null}
+      ${token && token.SecretID && !mine && token.AccessorID !== ANONYMOUS ? html`<button type="button" onClick=${() => setToken(token.SecretID)}>Log in with this token</button>` : null}
       ${token && token.AccessorID !== ANONYMOUS ? html`<${Confirm} label="Delete" busy=${busy} onConfirm=${remove} />` : null}
     </${PageHeader}>
     <${ErrorBox} error=${doc.error} what="the token" />
