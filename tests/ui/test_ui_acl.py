@@ -82,7 +82,8 @@ def acl_agent(
         # The UI's services list is Consul's: an instance shows when its service
         # and its node may be read.
         rules = 'service "web" { policy = "read" }\nnode_prefix "" { policy = "read" }'
-        status, policy = http(dev, "PUT", "/v1/acl/policy", {"Name": "web-read", "Rules": rules}, mgmt)
+        policy_body = {"Name": "web-read", "Rules": rules}
+        status, policy = http(dev, "PUT", "/v1/acl/policy", policy_body, mgmt)
         assert status == 200, policy
         token_body = {"Description": "web reader", "Policies": [{"ID": policy["ID"]}]}
         status, reader = http(dev, "PUT", "/v1/acl/token", token_body, mgmt)
@@ -134,8 +135,9 @@ def test_log_in_with_a_token_and_see_what_it_may_see(acl_agent: AclAgent, page: 
     whoami = page.locator(".whoami")
     expect(whoami).to_contain_text("web reader")
     expect(whoami).to_have_attribute("data-accessor", acl_agent.web_reader["AccessorID"])
-    assert page.evaluate("localStorage.getItem('consul-grpc.token')") == (
-        acl_agent.web_reader["SecretID"]
+    assert (
+        page.evaluate("localStorage.getItem('consul-grpc.token')")
+        == (acl_agent.web_reader["SecretID"])
     )
     # Every request sends it: a reload keeps the login.
     page.reload()
@@ -239,4 +241,3 @@ def test_manage_policies_tokens_and_roles(acl_agent: AclAgent, page: Page) -> No
     expect(page.get_by_role("alert")).to_contain_text("Access denied")
     assert page.evaluate("localStorage.getItem('consul-grpc.token')") is None
     assert page.errors == []  # type: ignore[attr-defined]
-
