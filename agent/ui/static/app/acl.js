@@ -10,7 +10,7 @@
 //         /ui/<dc>/acls/<tokens|policies|roles>/<id>       one, editable
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api, getToken, setToken, useBlocking, useRead } from './api.js';
-import { html, Empty, ErrorBox, Loading, PageHeader, navigate, uiPath } from './ui.js';
+import { html, Confirm, Empty, ErrorBox, Loading, PageHeader, navigate, uiPath } from './ui.js';
 
 export const ACL_KINDS = [['tokens', 'Tokens'], ['policies', 'Policies'], ['roles', 'Roles']];
 
@@ -99,15 +99,6 @@ export function LoginControl({ self }) {
 function Tabs({ dc, kind }) {
   return html`<nav class="subnav" aria-label="Access controls"><ul>${ACL_KINDS.map(([id, label]) => html`<li>
     <a href=${uiPath(dc, 'acls', id)} aria-current=${kind === id ? 'page' : undefined}>${label}</a></li>`)}</ul></nav>`;
-}
-
-function Confirm({ label, onConfirm, busy }) {
-  const [asking, setAsking] = useState(false);
-  if (!asking) return html`<button type="button" class="danger" onClick=${() => setAsking(true)}>${label}</button>`;
-  return html`<span class="confirm" role="group" aria-label="Confirm">
-    <span>Sure?</span>
-    <button type="button" class="danger" disabled=${busy} onClick=${onConfirm}>Yes, delete</button>
-    <button type="button" onClick=${() => setAsking(false)}>Cancel</button></span>`;
 }
 
 // A set of checkboxes: the policies (or roles) a token or role links to.

@@ -1,5 +1,6 @@
 // Shared pieces: html templates, client-side navigation, health badges, errors.
 import { h } from 'preact';
+import { useState } from 'preact/hooks';
 import htm from 'htm';
 
 export const html = htm.bind(h);
@@ -94,6 +95,17 @@ export function Icon({ name }) {
 }
 
 // ----- states -----
+
+// A delete button that asks once more, in place.
+export function Confirm({ label, onConfirm, busy }) {
+  const [asking, setAsking] = useState(false);
+  if (!asking) return html`<button type="button" class="danger" onClick=${() => setAsking(true)}>${label}</button>`;
+  return html`<span class="confirm" role="group" aria-label="Confirm">
+    <span>Sure?</span>
+    <button type="button" class="danger" disabled=${busy} onClick=${onConfirm}>Yes, delete</button>
+    <button type="button" onClick=${() => setAsking(false)}>Cancel</button></span>`;
+}
+
 
 export function ErrorBox({ error, what }) {
   if (!error) return null;
