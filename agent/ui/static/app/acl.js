@@ -3,29 +3,21 @@
 // Whether ACLs are on is what GET /v1/acl/token/self answers: 200 (the
 // caller's token, the anonymous one without a login) or 403 ("ACL not found":
 // a token the servers do not know) when they are on, 401 "ACL support
-// disabled" when they are off. The pages appear in the navigation only when on.
+// disabled" when they are off (aclMode in api.js). The pages appear in the
+// navigation only when on, and this module is loaded only then (main.js).
 //
 // Routes: /ui/<dc>/acls/<tokens|policies|roles>            the list (live)
 //         /ui/<dc>/acls/<tokens|policies|roles>/create     a new one
 //         /ui/<dc>/acls/<tokens|policies|roles>/<id>       one, editable
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, api, getToken, setToken, useBlocking, useRead } from './api.js';
-import { html, Confirm, Empty, ErrorBox, Loading, PageHeader, navigate, uiPath } from './ui.js';
-
-export const ACL_KINDS = [['tokens', 'Tokens'], ['policies', 'Policies'], ['roles', 'Roles']];
+import {
+  html, ACL_KINDS, Confirm, Empty, ErrorBox, Loading, PageHeader, navigate, uiPath,
+} from './ui.js';
 
 // The management policy every cluster has; its rules cannot be changed.
 const GLOBAL_MANAGEMENT = '00000000-0000-0000-0000-000000000001';
 const ANONYMOUS = '00000000-0000-0000-0000-000000000002';
-
-// 'on' | 'off' | 'unknown' from the token/self read (see the module comment).
-export function aclMode(self) {
-  if (self.data) return 'on';
-  if (!self.error) return 'unknown';
-  if (self.error.status === 403) return 'on';
-  if (self.error.status === 401) return 'off';
-  return 'unknown';
-}
 
 function short(id) {
   return id ? id.slice(0, 8) : '';

@@ -25,6 +25,16 @@ export function setToken(token) {
   for (const fn of tokenListeners) fn();
 }
 
+// Whether ACLs are on, from a read of /v1/acl/token/self: 'on' (200, or 403 for a
+// token the servers do not know), 'off' (401 "ACL support disabled"), else 'unknown'.
+export function aclMode(self) {
+  if (self.data) return 'on';
+  if (!self.error) return 'unknown';
+  if (self.error.status === 403) return 'on';
+  if (self.error.status === 401) return 'off';
+  return 'unknown';
+}
+
 export class ApiError extends Error {
   constructor(status, message) {
     super(message);

@@ -1,13 +1,24 @@
 // The app: header (navigation, datacenter switcher), routes, keyboard shortcuts.
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { getToken, onTokenChange, useRead } from './api.js';
-import { ACL_KINDS, AclPage, LoginControl, aclMode } from './acl.js';
+import { aclMode, getToken, onTokenChange, useRead } from './api.js';
 import { ClusterPage } from './cluster.js';
 import { KVEditor, KVFolder } from './kv.js';
 import { NodePage, NodesPage } from './nodes.js';
 import { ServicePage, ServicesPage } from './services.js';
-import { html, navigate, onNavigate, uiPath } from './ui.js';
+import { html, ACL_KINDS, Loading, navigate, onNavigate, uiPath } from './ui.js';
+
+// The login and the ACL pages (acl.js) are loaded only once they are needed:
+// an agent without ACLs never fetches them.
+let aclModule = null;
+function useAclModule(needed) {
+  const [mod, setMod] = useState(aclModule);
+  useEffect(() => {
+    if (!needed || mod) return;
+    import('./acl.js').then((m) => { aclModule = m; setMod(m); }).catch(() => {});
+  }, [needed]);
+  return mod;
+}
 
 const SECTIONS = [['services', 'Services'], ['nodes', 'Nodes'], ['kv', 'Key/Value'], ['cluster', 'Cluster']];
 
@@ -22,7 +33,7 @@ function parse(pathname) {
 
 function Page({ route, self }) {
   const { dc, section, rest } = route;
-  if (section === 'acls') return html`<${AclPage} dc=${dc} rest=${rest} self=${self} />`;
+  if (section === 'acls') return html`<${AclSection} dc=${dc} rest=${rest} self=${self} />`;
   if (section === 'services') return rest[0] ? html`<${ServicePage} dc=${dc} name=${rest[0]} />` : html`<${ServicesPage} dc=${dc} />`;
   if (section === 'nodes') return rest[0] ? html`<${NodePage} dc=${dc} name=${rest[0]} />` : html`<${NodesPage} dc=${dc} />`;
   if (section === 'cluster') return html`<${ClusterPage} dc=${dc} />`;
@@ -38,10 +49,16 @@ function Page({ route, self }) {
     <p><a href=${uiPath(dc, 'services')}>Go to the services</a></p></div>`;
 }
 
+function AclSection(props) {
+  const acl = useAclModule(true);
+  return acl ? html`<${acl.AclPage} ...${props} />` : html`<${Loading} what="access controls" />`;
+}
+
 function Header({ route, self }) {
   const dcs = useRead('/v1/catalog/datacenters');
   const list = dcs.data && dcs.data.length ? dcs.data : [route.dc];
   const acl = aclMode(self);
+  const aclUi = useAclModule(acl === 'on');
   // Tokens, Policies and Roles only when ACLs are on (/ui/<dc>/acls/<kind>).
   const sections = acl === 'on' ? [...SECTIONS, ...ACL_KINDS.map(([id, label]) => [`acls/${id}`, label])] : SECTIONS;
   const current = route.section === 'acls' ? `acls/${route.rest[0] || 'tokens'}` : route.section;
@@ -59,7 +76,7 @@ function Header({ route, self }) {
       <select id="dc-switcher" value=${route.dc} onChange=${switchDc}>
         ${list.map((dc) => html`<option value=${dc}>${dc}</option>`)}
       </select></div>
-    ${acl === 'on' ? html`<${LoginControl} self=${self} />` : null}
+    ${acl === 'on' && aclUi ? html`<${aclUi.LoginControl} self=${self} />` : null}
   </header>`;
 }
 

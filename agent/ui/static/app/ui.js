@@ -34,6 +34,9 @@ document.addEventListener('click', (event) => {
 });
 window.addEventListener('popstate', () => { for (const fn of listeners) fn(); });
 
+// The access-control pages: /ui/<dc>/acls/<kind>.
+export const ACL_KINDS = [['tokens', 'Tokens'], ['policies', 'Policies'], ['roles', 'Roles']];
+
 // Path segments are encoded one by one, so keys and names with spaces or '?' survive.
 export function segments(path) {
   return path.split('/').map(encodeURIComponent).join('/');
