@@ -235,6 +235,27 @@ def test_manage_policies_tokens_and_roles(acl_agent: AclAgent, page: Page) -> No
     expect(page.locator("[data-token]")).to_have_count(3)  # anonymous, bootstrap, web reader
     assert http(acl_agent.agent, "GET", f"/v1/acl/token/{accessor}", token=mgmt)[0] == 404
 
+    # Delete the role; edit the policy, then delete it.
+    tabs = page.get_by_role("navigation", name="Access controls")
+    tabs.get_by_role("link", name="Roles").click()
+    page.locator("[data-role=team]").get_by_role("link", name="team", exact=True).click()
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Yes, delete").click()
+    expect(page).to_have_url(f"{acl_agent.base}/ui/dc1/acls/roles")
+    expect(page.get_by_text("No roles yet.")).to_be_visible()
+    tabs.get_by_role("link", name="Policies").click()
+    page.locator("[data-policy=kv-team]").get_by_role("link", name="kv-team").click()
+    expect(page.get_by_label("Rules")).to_have_value('key_prefix "team/" {\n  policy = "write"\n}')
+    page.get_by_label("Description").fill("The team's keys, read-write")
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("[data-policy=kv-team]")).to_contain_text("The team's keys, read-write")
+    page.locator("[data-policy=kv-team]").get_by_role("link", name="kv-team").click()
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Yes, delete").click()
+    expect(page).to_have_url(f"{acl_agent.base}/ui/dc1/acls/policies")
+    expect(page.locator("[data-policy=kv-team]")).to_have_count(0)
+    assert http(acl_agent.agent, "GET", "/v1/acl/policy/name/kv-team", token=mgmt)[0] == 404
+
     # Log out.
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_role("button", name="Log in", exact=True)).to_be_visible()
