@@ -260,6 +260,10 @@ def test_narrow_screen_and_keyboard(agent: AgentProcess, page: Page) -> None:
     page.set_viewport_size({"width": 360, "height": 740})
     page.goto(f"http://{agent.http_addr}/ui/dc1/services/")
     expect(page.locator("[data-service=web]")).to_be_visible()
+    # ACLs are off (/v1/acl/token/self: 401 "ACL support disabled"): no login, no ACL pages.
+    expect(page.locator("header.top")).to_have_attribute("data-acl", "off")
+    expect(page.get_by_role("link", name="Tokens")).to_have_count(0)
+    expect(page.get_by_role("button", name="Log in")).to_have_count(0)
     # Nothing wider than the screen.
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
     # Keyboard: the skip link comes first and lands on the content.

@@ -12,8 +12,27 @@ export function getToken() {
   try { return localStorage.getItem(TOKEN_KEY) || ''; } catch { return ''; }
 }
 
+const tokenListeners = new Set();
+
+// Called after every login and logout (the app re-reads everything with the new token).
+export function onTokenChange(fn) {
+  tokenListeners.add(fn);
+  return () => tokenListeners.delete(fn);
+}
+
 export function setToken(token) {
   if (token) localStorage.setItem(TOKEN_KEY, token); else localStorage.removeItem(TOKEN_KEY);
+  for (const fn of tokenListeners) fn();
+}
+
+// Whether ACLs are on, from a read of /v1/acl/token/self: 'on' (200, or 403 for a
+// token the servers do not know), 'off' (401 "ACL support disabled"), else 'unknown'.
+export function aclMode(self) {
+  if (self.data) return 'on';
+  if (!self.error) return 'unknown';
+  if (self.error.status === 403) return 'on';
+  if (self.error.status === 401) return 'off';
+  return 'unknown';
 }
 
 export class ApiError extends Error {
@@ -35,10 +54,10 @@ function url(path, dc, query) {
   return qs ? `${path}?${qs}` : path;
 }
 
-// One call. `allow404` answers a 404 as {data: null} (KV and nodes use it).
-export async function api(path, { dc, query, method = 'GET', body, signal, allow404 } = {}) {
+// One call. `allow404` answers a 404 as {data: null} (KV and nodes use it);
+// `token` replaces the stored one (the login checks a token before keeping it).
+export async function api(path, { dc, query, method = 'GET', body, signal, allow404, token = getToken() } = {}) {
   const headers = {};
-  const token = getToken();
   if (token) headers['X-Consul-Token'] = token;
   let response;
   try {

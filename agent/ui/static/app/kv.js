@@ -5,7 +5,9 @@
 //         /ui/<dc>/kv/<key>/edit        one key
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, decodeValue, encodeText, useBlocking } from './api.js';
-import { html, Empty, ErrorBox, Icon, Loading, PageHeader, navigate, segments, uiPath } from './ui.js';
+import {
+  html, Confirm, Empty, ErrorBox, Icon, Loading, PageHeader, navigate, segments, uiPath,
+} from './ui.js';
 
 // Consul's txn limit: at most 64 operations per transaction.
 const TXN_OPS = 64;
@@ -31,15 +33,6 @@ function crumbs(dc, path, last) {
   });
   if (!last) out[out.length - 1] = [out[out.length - 1][0], null];
   return out;
-}
-
-function Confirm({ label, onConfirm, busy }) {
-  const [asking, setAsking] = useState(false);
-  if (!asking) return html`<button type="button" class="danger" onClick=${() => setAsking(true)}>${label}</button>`;
-  return html`<span class="confirm" role="group" aria-label="Confirm">
-    <span>Sure?</span>
-    <button type="button" class="danger" disabled=${busy} onClick=${onConfirm}>Yes, delete</button>
-    <button type="button" onClick=${() => setAsking(false)}>Cancel</button></span>`;
 }
 
 export function KVFolder({ dc, folder }) {

@@ -1,12 +1,24 @@
 // The app: header (navigation, datacenter switcher), routes, keyboard shortcuts.
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { useRead } from './api.js';
+import { aclMode, getToken, onTokenChange, useRead } from './api.js';
 import { ClusterPage } from './cluster.js';
 import { KVEditor, KVFolder } from './kv.js';
 import { NodePage, NodesPage } from './nodes.js';
 import { ServicePage, ServicesPage } from './services.js';
-import { html, navigate, onNavigate, uiPath } from './ui.js';
+import { html, ACL_KINDS, Loading, navigate, onNavigate, uiPath } from './ui.js';
+
+// The login and the ACL pages (acl.js) are loaded only once they are needed:
+// an agent without ACLs never fetches them.
+let aclModule = null;
+function useAclModule(needed) {
+  const [mod, setMod] = useState(aclModule);
+  useEffect(() => {
+    if (!needed || mod) return;
+    import('./acl.js').then((m) => { aclModule = m; setMod(m); }).catch(() => {});
+  }, [needed]);
+  return mod;
+}
 
 const SECTIONS = [['services', 'Services'], ['nodes', 'Nodes'], ['kv', 'Key/Value'], ['cluster', 'Cluster']];
 
@@ -19,8 +31,9 @@ function parse(pathname) {
   return { dc, section, rest, raw: parts.slice(2).join('/') };
 }
 
-function Page({ route }) {
+function Page({ route, self }) {
   const { dc, section, rest } = route;
+  if (section === 'acls') return html`<${AclSection} dc=${dc} rest=${rest} self=${self} />`;
   if (section === 'services') return rest[0] ? html`<${ServicePage} dc=${dc} name=${rest[0]} />` : html`<${ServicesPage} dc=${dc} />`;
   if (section === 'nodes') return rest[0] ? html`<${NodePage} dc=${dc} name=${rest[0]} />` : html`<${NodesPage} dc=${dc} />`;
   if (section === 'cluster') return html`<${ClusterPage} dc=${dc} />`;
@@ -36,29 +49,45 @@ function Page({ route }) {
     <p><a href=${uiPath(dc, 'services')}>Go to the services</a></p></div>`;
 }
 
-function Header({ route }) {
+function AclSection(props) {
+  const acl = useAclModule(true);
+  return acl ? html`<${acl.AclPage} ...${props} />` : html`<${Loading} what="access controls" />`;
+}
+
+function Header({ route, self }) {
   const dcs = useRead('/v1/catalog/datacenters');
   const list = dcs.data && dcs.data.length ? dcs.data : [route.dc];
+  const acl = aclMode(self);
+  const aclUi = useAclModule(acl === 'on');
+  // Tokens, Policies and Roles only when ACLs are on (/ui/<dc>/acls/<kind>).
+  const sections = acl === 'on' ? [...SECTIONS, ...ACL_KINDS.map(([id, label]) => [`acls/${id}`, label])] : SECTIONS;
+  const current = route.section === 'acls' ? `acls/${route.rest[0] || 'tokens'}` : route.section;
   function switchDc(event) {
     const dc = event.target.value;
     const section = ['services', 'nodes', 'kv', 'cluster'].includes(route.section) ? route.section : 'services';
     navigate(uiPath(dc, section, ''));
   }
-  return html`<header class="top">
+  return html`<header class="top" data-acl=${acl}>
     <a class="skip" href="#main">Skip to content</a>
     <a class="brand" href=${uiPath(route.dc, 'services', '')}><span aria-hidden="true">◉</span> consul-grpc</a>
-    <nav aria-label="Main"><ul>${SECTIONS.map(([id, label]) => html`<li>
-      <a href=${uiPath(route.dc, id, '')} aria-current=${route.section === id ? 'page' : undefined}>${label}</a></li>`)}</ul></nav>
+    <nav aria-label="Main"><ul>${sections.map(([id, label]) => html`<li>
+      <a href=${uiPath(route.dc, id, '')} aria-current=${current === id ? 'page' : undefined}>${label}</a></li>`)}</ul></nav>
     <div class="dc"><label for="dc-switcher">Datacenter</label>
       <select id="dc-switcher" value=${route.dc} onChange=${switchDc}>
         ${list.map((dc) => html`<option value=${dc}>${dc}</option>`)}
       </select></div>
+    ${acl === 'on' && aclUi ? html`<${aclUi.LoginControl} self=${self} />` : null}
   </header>`;
 }
 
 function App() {
   const [pathname, setPathname] = useState(location.pathname);
-  const self = useRead('/v1/agent/self');
+  // A login or logout re-reads everything with the new token (the pages are keyed by it).
+  const [token, setTokenState] = useState(getToken());
+  useEffect(() => onTokenChange(() => setTokenState(getToken())), []);
+  const self = useRead('/v1/agent/self', { deps: [token] });
+  const dcs = useRead('/v1/catalog/datacenters', { deps: [token] });
+  const aclSelf = useRead('/v1/acl/token/self', { deps: [token] });
   useEffect(() => onNavigate(() => setPathname(location.pathname)), []);
   const route = parse(pathname);
   const first = useRef(true);
@@ -71,11 +100,14 @@ function App() {
     document.title = `${route.section ? `${route.section} · ` : ''}${route.dc || ''} · consul-grpc`;
   }, [pathname]);
   if (!route.dc || !route.section) {
-    if (self.data) navigate(uiPath(self.data.Config.Datacenter, 'services', ''), { replace: true });
-    return html`<p class="boot">${self.error ? self.error.message : 'Loading…'}</p>`;
+    // The agent's own datacenter; under default deny an anonymous caller may not read
+    // the agent, so the first known datacenter (the agent's own comes first) instead.
+    const home = self.data ? self.data.Config.Datacenter : self.error && dcs.data && dcs.data[0];
+    if (home) navigate(uiPath(home, 'services', ''), { replace: true });
+    return html`<p class="boot">${self.error && dcs.error ? self.error.message : 'Loading…'}</p>`;
   }
-  return html`<${Header} route=${route} />
-    <main id="main" tabindex="-1"><${Page} route=${route} /></main>`;
+  return html`<${Header} key=${`h${token}`} route=${route} self=${aclSelf} />
+    <main id="main" tabindex="-1"><${Page} key=${`p${token}`} route=${route} self=${aclSelf} /></main>`;
 }
 
 // "/" jumps to the page's search box; Escape leaves it.

@@ -1,5 +1,6 @@
 // Shared pieces: html templates, client-side navigation, health badges, errors.
 import { h } from 'preact';
+import { useState } from 'preact/hooks';
 import htm from 'htm';
 
 export const html = htm.bind(h);
@@ -32,6 +33,9 @@ document.addEventListener('click', (event) => {
   navigate(target.pathname + target.search);
 });
 window.addEventListener('popstate', () => { for (const fn of listeners) fn(); });
+
+// The access-control pages: /ui/<dc>/acls/<kind>.
+export const ACL_KINDS = [['tokens', 'Tokens'], ['policies', 'Policies'], ['roles', 'Roles']];
 
 // Path segments are encoded one by one, so keys and names with spaces or '?' survive.
 export function segments(path) {
@@ -95,6 +99,17 @@ export function Icon({ name }) {
 
 // ----- states -----
 
+// A delete button that asks once more, in place.
+export function Confirm({ label, onConfirm, busy }) {
+  const [asking, setAsking] = useState(false);
+  if (!asking) return html`<button type="button" class="danger" onClick=${() => setAsking(true)}>${label}</button>`;
+  return html`<span class="confirm" role="group" aria-label="Confirm">
+    <span>Sure?</span>
+    <button type="button" class="danger" disabled=${busy} onClick=${onConfirm}>Yes, delete</button>
+    <button type="button" onClick=${() => setAsking(false)}>Cancel</button></span>`;
+}
+
+
 export function ErrorBox({ error, what }) {
   if (!error) return null;
   // ApiError carries an HTTP status; anything else is a problem found here (a bad file, a lost CAS).
@@ -105,7 +120,8 @@ export function ErrorBox({ error, what }) {
     <strong>${title}</strong>
     <p>${error.message}</p>
     ${error.lost || error.status >= 500 ? html`<p class="hint">Retrying…</p>` : null}
-    ${error.status === 403 ? html`<p class="hint">Your token may not read this.</p>` : null}
+    ${error.status === 403 ? html`<p class="hint">Your token may not read this.
+      <button type="button" class="link" onClick=${() => document.dispatchEvent(new CustomEvent('consul-grpc:login'))}>Log in with another token</button></p>` : null}
   </div>`;
 }
 
