@@ -324,8 +324,18 @@ async def main(args: argparse.Namespace) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # agents inherit it
     cluster = Cluster()
     quiet = ("--log-level", "WARNING")
+    # Every watcher comes from 127.0.0.1: lift the per-client limits (Consul's
+    # limits.http_max_conns_per_client, 200 by default; 0 means none).
+    limits = Path(tempfile.mkdtemp(prefix="views-bench-")) / "limits.json"
+    limits.write_text(
+        json.dumps(
+            {"limits": {"http_max_conns_per_client": 0, "http_max_blocking_queries_per_client": 0}}
+        )
+    )
     dev = cluster.server("bench-dev", "--dev", *quiet)
-    agent = cluster.client("bench-c1", "--retry-join", dev.rpc_addr, *quiet)
+    agent = cluster.client(
+        "bench-c1", "--retry-join", dev.rpc_addr, "--config-file", str(limits), *quiet
+    )
     assert dev.proc is not None and agent.proc is not None
     lines: list[str] = []
     try:
