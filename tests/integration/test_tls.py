@@ -210,6 +210,42 @@ def test_py_consul_over_https_and_node_over_grpc_tls(cluster: Cluster, pki: PKI)
     assert item is not None and item["Value"] == b"over-tls"
 
 
+@pytest.mark.timeout(120)
+def test_node_over_grpc_tls_with_an_acl_token(cluster: Cluster, pki: PKI) -> None:
+    """Issue 12's polyglot case: a Node gRPC client over TLS, to an agent with
+    ACLs on (default deny): refused without a token, served with one."""
+    mgmt = "11111111-2222-3333-4444-555555555555"
+    https, grpc_tls = free_port(), free_port()
+    path = pki.root / "tls-acl.json"
+    path.write_text(
+        json.dumps(
+            {
+                "tls": {"defaults": defaults(pki.ca.cert, pki.server)},
+                "ports": {"https": https, "grpc_tls": grpc_tls},
+                "acl": {
+                    "enabled": True,
+                    "default_policy": "deny",
+                    "tokens": {"initial_management": mgmt},
+                },
+            }
+        )
+    )
+    cluster.server("s1", "--dev", "--config-file", str(path))
+    node = require_tool("node")
+    script = ROOT / "tests" / "polyglot" / "tls_kv.js"
+    base = [node, str(script), "--addr", f"127.0.0.1:{grpc_tls}", "--ca", str(pki.ca.cert)]
+    denied = subprocess.run(base, capture_output=True, text=True, timeout=60, check=False)
+    assert denied.returncode == 1 and "Permission denied" in denied.stderr, denied.stderr
+
+    def with_token() -> bool:
+        done = subprocess.run(
+            [*base, "--token", mgmt], capture_output=True, text=True, timeout=60, check=False
+        )
+        return "tls kv ok over-tls" in done.stdout
+
+    wait_until(with_token, what="the Node client with a token (management token written)")
+
+
 def peer_serial(port: int, ca: Path) -> int:
     """The serial of the certificate a new TLS connection to ``port`` is shown."""
     ctx = ssl.create_default_context(cafile=str(ca))
