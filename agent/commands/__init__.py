@@ -1,7 +1,7 @@
 """The operator's CLI over Consul's HTTP API: Consul's command names, flags and output.
 
 ``consul-grpc members|join|leave|force-leave|reload|maint|monitor|info|
-catalog|services|kv|lock|event|watch|validate``, one module per family, all
+catalog|services|kv|lock|event|watch|validate|snapshot|config``, one module per family, all
 through the small HTTP client in :mod:`agent.commands.api` (which honours
 ``CONSUL_HTTP_ADDR``, ``CONSUL_HTTP_TOKEN``, ``CONSUL_HTTP_SSL`` and
 ``CONSUL_CACERT``). ``agent.cli`` hands a command line here when
@@ -19,7 +19,14 @@ from collections.abc import Sequence
 
 import aiohttp
 
-from agent.commands import agent_cmds, catalog_cmds, kv_cmds, lock_cmd, watch_cmd
+from agent.commands import (
+    agent_cmds,
+    catalog_cmds,
+    kv_cmds,
+    lock_cmd,
+    snapshot_config_cmds,
+    watch_cmd,
+)
 from agent.commands.api import APIError
 from agent.errors import ConsulError
 
@@ -42,6 +49,8 @@ COMMANDS = frozenset(
         "lock",
         "event",
         "watch",
+        "snapshot",
+        "config",
     }
 )
 
@@ -64,6 +73,7 @@ def parser() -> argparse.ArgumentParser:
     kv_cmds.add_parsers(sub)
     lock_cmd.add_parsers(sub)
     watch_cmd.add_parsers(sub)
+    snapshot_config_cmds.add_parsers(sub)
     return root
 
 

@@ -392,3 +392,38 @@ def test_lock_lost_kills_the_child(cluster: Cluster, tmp_path: Path) -> None:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_snapshot_and_config_commands(cluster: Cluster, tmp_path: Path) -> None:
+    """``snapshot save|inspect|restore`` and ``config write|read|list|delete``
+    as a Consul operator types them, against real dev agents."""
+    a = cluster.server("snapcli-a", "--dev")
+    run(a, "kv", "put", "app/one", "1")
+    run(a, "kv", "put", "app/two", "2")
+    hcl = tmp_path / "web.hcl"
+    hcl.write_text('kind = "service-defaults"\nname = "web"\nprotocol = "http"\n'
+                   'meta { owner_team = "a" }\n')  # fmt: skip
+    assert run(a, "config", "write", str(hcl)).stdout.strip() == (
+        "Config entry written: service-defaults/web"
+    )
+    read = json.loads(run(a, "config", "read", "-kind", "service-defaults", "-name", "web").stdout)
+    assert read["Protocol"] == "http" and read["Meta"] == {"owner_team": "a"}
+    assert run(a, "config", "list", "-kind", "service-defaults").stdout.split() == ["web"]
+
+    snap = tmp_path / "backup.snap"
+    saved = run(a, "snapshot", "save", str(snap)).stdout
+    assert saved.startswith("Saved and verified snapshot to index ")
+    inspected = run(a, "snapshot", "inspect", str(snap)).stdout
+    assert " Index " in inspected and " kv " in inspected and " config " in inspected
+    bad = tmp_path / "bad.snap"
+    bad.write_bytes(snap.read_bytes()[:100])
+    assert run(a, "snapshot", "inspect", str(bad), check=False).returncode == 1
+
+    b = cluster.server("snapcli-b", "--dev")
+    assert run(b, "snapshot", "restore", str(snap)).stdout.strip() == "Restored snapshot"
+    assert run(b, "kv", "get", "app/two").stdout.strip() == "2"
+    assert run(b, "config", "list", "-kind", "service-defaults").stdout.split() == ["web"]
+    assert run(b, "snapshot", "restore", str(bad), check=False).returncode == 1
+    deleted = run(b, "config", "delete", "-kind", "service-defaults", "-name", "web").stdout
+    assert deleted.strip() == "Config entry deleted: service-defaults/web"
+    assert run(b, "config", "list", "-kind", "service-defaults").stdout.split() == []
