@@ -61,13 +61,11 @@ async def agent_self(request: web.Request) -> web.Response:
         "Revision": "",
         "BuildDate": "",
     }
-    body = {
-        "Config": config,
-        "Coord": None,
-        "Member": member,
-        "Stats": _stats(dict(resp.stats)),
-        "Meta": {},
-        # Not in Consul: the router's view (one entry per datacenter routed to).
+    # Consul's top-level keys exactly (clients check them); what only we have,
+    # the router's view, sits in DebugConfig, Consul's free-form runtime config.
+    debug = {
+        **config,
+        # One entry per datacenter routed to: order, offline flag, next rebalance.
         "Routers": [
             {
                 "Datacenter": r.datacenter,
@@ -81,6 +79,15 @@ async def agent_self(request: web.Request) -> web.Response:
             for r in resp.routers
         ],
         "StartTime": _timestamp(resp.start_time),
+    }
+    body = {
+        "Config": config,
+        "Coord": None,
+        "DebugConfig": debug,
+        "Member": member,
+        "Meta": {},
+        "Stats": _stats(dict(resp.stats)),
+        "xDS": None,
     }
     return json_response(request, body)
 

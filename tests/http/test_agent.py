@@ -26,7 +26,9 @@ async def test_self_has_config_member_stats(client: Client) -> None:
     assert body["Member"]["Status"] == 1
     assert body["Stats"]["consul"] == {"known_servers": "1"}
     assert body["Stats"]["agent"] == {"checks": "0", "runtime": "python"}
-    assert body["Routers"][0]["Servers"][0]["Name"] == "s1"
+    assert body["DebugConfig"]["Routers"][0]["Servers"][0]["Name"] == "s1"
+    # Consul's top-level keys, exactly (clients check them).
+    assert set(body) == {"Config", "Coord", "DebugConfig", "Member", "Meta", "Stats", "xDS"}
 
 
 async def test_members_and_wan_flag(client: Client, fake_agent: FakeAgent) -> None:

@@ -14,7 +14,8 @@ export function ClusterPage({ dc }) {
   const members = useRead('/v1/agent/members', { every: REFRESH_MS });
   const memberByAddr = new Map((members.data || []).map((m) => [`${m.Addr}:${m.Port}`, m]));
   const cfg = self.data && self.data.Config;
-  const routers = (self.data && self.data.Routers) || [];
+  const debug = (self.data && self.data.DebugConfig) || {};
+  const routers = debug.Routers || [];
   return html`
     <${PageHeader} title="Cluster" />
     <${ErrorBox} error=${self.error || leader.error || peers.error || members.error} what="the cluster state" />
@@ -24,7 +25,7 @@ export function ClusterPage({ dc }) {
         <div><dt>Role</dt><dd>${cfg.Server ? 'server' : 'client'}</dd></div>
         <div><dt>Datacenter</dt><dd>${cfg.Datacenter}</dd></div>
         <div><dt>Version</dt><dd>${cfg.Version}</dd></div>
-        ${self.data.StartTime ? html`<div><dt>Started</dt><dd>${relativeTime(self.data.StartTime)}</dd></div>` : null}
+        ${debug.StartTime ? html`<div><dt>Started</dt><dd>${relativeTime(debug.StartTime)}</dd></div>` : null}
       </dl></section>` : self.error ? null : html`<${Loading} what="the agent" />`}
     <section aria-labelledby="servers"><h2 id="servers">Servers of ${dc}</h2>
       ${peers.data ? (peers.data.length ? html`<ol class="servers">${peers.data.map((addr) => {
