@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import struct
 import subprocess
@@ -17,10 +16,6 @@ import dns.rcode
 import pytest
 
 from tests.support.procs import AgentProcess, Cluster, wait_until
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("dig") is None, reason="dig missing: ./scripts/bootstrap installs bind9-dnsutils"
-)
 
 
 def dig(agent: AgentProcess, *args: str) -> str:

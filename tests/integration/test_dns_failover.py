@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
 from tests.integration.test_dns import http, register, short
 from tests.support.procs import Cluster, wait_until
-
-pytestmark = pytest.mark.skipif(shutil.which("dig") is None, reason="dig missing")
 
 FAST = ["--suspect-timeout", "2s", "--reconnect-timeout", "30s"]
 

@@ -7,7 +7,6 @@ instances, then follow a health change and a deregistration, all through DNS.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import threading
 import urllib.error
@@ -21,10 +20,6 @@ import pytest
 from tests.integration.test_dns import http, register
 from tests.support.etcd import free_port
 from tests.support.procs import AgentProcess, Cluster, wait_until
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("haproxy") is None, reason="haproxy missing: ./scripts/bootstrap installs it"
-)
 
 CONFIG = """
 global
