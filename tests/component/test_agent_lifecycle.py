@@ -36,6 +36,7 @@ def _server_config(tmp_path: Path, http_addr: str) -> AgentConfig:
         rpc_addr="127.0.0.1:0",
         grpc_addr="127.0.0.1:0",
         http_addr=http_addr,
+        dns_addr="127.0.0.1:0",
     ).validated()
 
 
@@ -126,6 +127,7 @@ async def test_client_failed_start_leaks_nothing(tmp_path: Path) -> None:
                 data_dir=str(tmp_path / "c1"),
                 grpc_addr="127.0.0.1:0",
                 http_addr=f"{host}:{port}",
+                dns_addr="127.0.0.1:0",
                 retry_join=("127.0.0.1:1",),
             ).validated()
         )

@@ -94,6 +94,27 @@ class AgentProcess:
         return self.log_dir / f"{self.name}.log"
 
     def start(self, wait: bool = True) -> AgentProcess:
+        """Start the agent (and, with ``wait``, until it serves). On its first
+        start, a port taken between ``free_port`` and the agent's bind (another
+        process on this machine won the race) means new ports and another try."""
+        first = self.proc is None
+        for attempt in range(3):
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self.wait_ready()
+                return self
+            except (RuntimeError, AssertionError):
+                text = self.log_path.read_text(errors="replace")[log_start:]
+                if not first or attempt == 2 or "address already in use" not in text:
+                    raise
+                self.rpc_port, self.grpc_port = free_port(), free_port()
+                self.http_port, self.dns_port = free_port(), free_port()
+        return self
+
+    def _spawn(self) -> None:
         cmd = agent_command(
             self.name,
             grpc_addr=self.grpc_addr,
@@ -106,9 +127,6 @@ class AgentProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
         log.close()
-        if wait:
-            self.wait_ready()
-        return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         def ready() -> bool:
