@@ -225,7 +225,10 @@ async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
         return (int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0), body
 
     try:
-        return await asyncio.wait_for(get(), PROBE_TIMEOUT)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for returns the result and drops
+        # a cancel that lands as get() finishes, and Ctrl-C then did not stop the demo.
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            return await get()
     except (OSError, TimeoutError):
         return 0, b""
 

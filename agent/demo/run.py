@@ -116,14 +116,17 @@ async def run_demo(options: DemoOptions) -> int:
         await asyncio.wait({body, waiter}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
-        if not body.done():
-            body.cancel()
-            await asyncio.wait({body}, timeout=CALL_TIMEOUT + 1)
+        deadline = time.monotonic() + CALL_TIMEOUT + 1
+        while not body.done() and time.monotonic() < deadline:
+            body.cancel()  # again if a library swallowed the first cancel
+            await asyncio.wait({body}, timeout=0.5)
         await cluster.aclose()
         for sig in handled:
             loop.remove_signal_handler(sig)
             if interrupted.is_set():  # exiting anyway: a late Ctrl-C must not turn into a traceback
                 signal.signal(sig, signal.SIG_IGN)
+    if interrupted.is_set():
+        return 130
     if body.done() and not body.cancelled():
         exc = body.exception()
         if exc is not None:

@@ -125,7 +125,8 @@ class AntiEntropy:
         while True:
             wait = max(0.0, min(next_full - loop.time(), delay if delay else math.inf))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: 3.11's can eat a cancel
+                    await self._wake.wait()
             self._wake.clear()
             self.local.changed.clear()
             try:

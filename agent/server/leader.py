@@ -75,7 +75,8 @@ class LeaderElection:
                 return False
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: 3.11's can eat a cancel
+                    await self._changed.wait()
         return True
 
     async def _refresh(self) -> int:
