@@ -55,7 +55,7 @@ def _put(into: Struct, values: dict[str, Any]) -> None:
     """``into.update``, skipping a value no Struct holds (a number beyond a double)."""
     for key, value in values.items():
         with contextlib.suppress(ValueError, TypeError, OverflowError):
-            _put(into, {key: value})
+            into.update({key: value})
 
 
 def _merge_struct(into: Struct, defaults: dict[str, Any], keys: tuple[str, ...] = ()) -> None:
