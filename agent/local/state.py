@@ -122,11 +122,15 @@ class LocalState:
         if self._dir is None:
             return
         self._dir.mkdir(parents=True, exist_ok=True)
-        services = [s for s in self.services.values() if s.id not in self._config_services]
+        # A config service's sidecar is the config's too: the files bring it back.
+        from_config = set(self._config_services) | {
+            sid + SIDECAR_SUFFIX for sid in self._config_services
+        }
+        services = [s for s in self.services.values() if s.id not in from_config]
         checks = [
             c
             for c in self.definitions.values()
-            if c.check_id not in self._config_checks and c.service_id not in self._config_services
+            if c.check_id not in self._config_checks and c.service_id not in from_config
         ]
         data = {
             "services": [json_format.MessageToDict(s) for s in services],
