@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 
 from agent.filter import apply_filter
 from agent.http.base import Context, context, json_response, read_json
+from agent.http.catalog_routes import peered
 from agent.http.params import flag, node_meta, query_options
 from agent.shapes import catalog_service_json, node_json, service_entry_json, service_json
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
@@ -270,4 +271,6 @@ def add_connect_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/health/connect/{service}", health_connect)
     router.add_get("/v1/health/ingress/{service}", health_ingress)
     router.add_get("/v1/catalog/gateway-services/{gateway}", gateway_services)
-    router.add_get("/v1/catalog/node-services/{node}", node_services)
+    router.add_get(
+        "/v1/catalog/node-services/{node}", peered(node_services, {"Node": None, "Services": []})
+    )

@@ -356,6 +356,9 @@ def test_gateways_merge_central_config_and_peer(agents: tuple[AgentProcess, Agen
     status, body, headers = get(addr, "/v1/health/service/shop?peer=elsewhere")
     assert (status, body) == (200, []) and int(headers["X-Consul-Index"]) > 0
     assert get(addr, "/v1/catalog/service/shop?peer=elsewhere")[1] == []
+    empty = {"Node": None, "Services": []}
+    assert get(addr, "/v1/catalog/node-services/cx-c1?peer=elsewhere")[1] == empty
+    assert get(addr, "/v1/catalog/node-services/cx-c1")[1]["Services"]
     assert len(get(addr, "/v1/catalog/service/shop?peer=")[1]) == 1
     assert len(get(addr, "/v1/catalog/service/shop")[1]) == 1
 
