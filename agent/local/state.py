@@ -42,6 +42,7 @@ from agent.local.sidecar import (
     default_tagged_addresses,
     sidecar_service,
 )
+from agent.state.services import validate_service
 from agent.tasks import Background
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
@@ -187,6 +188,8 @@ class LocalState:
         svc.ClearField("create_index")
         svc.ClearField("modify_index")
         default_tagged_addresses(svc)
+        # Consul's NodeService.Validate, for gRPC callers too (HTTP bodies were checked).
+        validate_service(svc, sidecar=definition.HasField("sidecar_service"))
         sidecar: apb.ServiceDefinition | None = None
         if definition.HasField("sidecar_service"):
             # Built and validated (its port allocated) before anything changes.

@@ -120,3 +120,15 @@ def test_merge_central_config_fills_only_what_the_instance_left_unset() -> None:
     svc.proxy.mode = "transparent"
     merge_service(svc, resolved)
     assert svc.proxy.mode == "transparent"
+
+
+async def test_the_local_agent_validates_what_grpc_callers_send() -> None:
+    async with LocalState("n1") as local:
+        proxy = pb.Service(name="p", kind="connect-proxy", port=1)
+        with pytest.raises(InvalidArgument, match="DestinationServiceName must be non-empty"):
+            local.add_service(apb.ServiceDefinition(service=proxy))
+        gateway = with_sidecar("g", 443)
+        gateway.service.kind = "mesh-gateway"
+        with pytest.raises(InvalidArgument, match="A mesh-gateway cannot have a sidecar service"):
+            local.add_service(gateway)
+        assert local.services == {}
