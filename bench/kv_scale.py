@@ -21,6 +21,9 @@ each beside its reference in the same run:
    until each watcher has its whole answer (p50/p99/max), and the CPU time
    and RSS of the server and the client agent for the wake.
 
+Also: the load rate, and how long a second server started cold on that etcd
+takes to be ready (its replica loads every key).
+
 Bounded: every wait has a timeout; each size runs in a fresh cluster.
 """
 
@@ -210,6 +213,22 @@ async def one_size(size: int, args: argparse.Namespace, limits: Path) -> list[st
             pids = {"server": server.proc.pid, "client": client.proc.pid}
             rate = await load(server.http_addr, size, big)
             lines.append(f"load through the server (/v1/txn, 64 per txn): {rate:7.0f} keys/s")
+            # A server started cold on this etcd loads its replica of every key.
+            t_cold = time.perf_counter()
+            try:
+                cold = await asyncio.to_thread(
+                    cluster.server,
+                    "kvb-s2",
+                    *("--store", "etcd", "--etcd-endpoints", etcd.endpoint, *QUIET),
+                )
+                lines.append(
+                    f"a second server started cold on this etcd: ready in "
+                    f"{time.perf_counter() - t_cold:.1f} s, RSS "
+                    f"{rss_kib(cold.proc.pid) / 1024 if cold.proc else 0:.0f} MiB"
+                )
+                await asyncio.to_thread(cold.stop)
+            except Exception as exc:  # a figure of the bench: report it
+                lines.append(f"a second server started cold on this etcd: FAILED ({exc})"[:300])
             reps = args.reps
             kv_big = NAMESPACE + b"kv/big/"
             ref = await etcd_ranges(etcd.endpoint, kv_big, reps, keys_only=False)
@@ -228,10 +247,13 @@ async def one_size(size: int, args: argparse.Namespace, limits: Path) -> list[st
             ):
                 lat, nbytes, status = await timed_gets(server.http_addr, path, reps)
                 lines.append(
-                    f"{path:<30} {_pct(lat)}  {nbytes:8d} B (status {status}); "
+                    f"{path:<30} server {_pct(lat)}  {nbytes:8d} B (status {status}); "
                     f"p50 {percentile(lat, 50) / percentile(reference, 50):5.1f}x etcd keys-only "
                     f"({percentile(reference, 50) * 1000:.1f} ms)"
                 )
+            for path in ("/v1/kv/?keys&separator=/", "/v1/kv/big/?keys&separator=/"):
+                lat, nbytes, status = await timed_gets(client.http_addr, path, reps)
+                lines.append(f"{path:<30} client {_pct(lat)}  {nbytes:8d} B (status {status})")
             for label, target in (("client agent", client), ("server", server)):
                 r = await wake(target, server.http_addr, pids, args.watchers)
                 ms: list[float] = r["ms"]  # type: ignore[assignment]

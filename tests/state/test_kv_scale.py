@@ -5,6 +5,7 @@ from __future__ import annotations
 from agent.state.blocking import QueryOpts
 from agent.state.kv import KVState
 from agent.state.txn import TxnState
+from agent.store import Store
 from agent.store.memory import MemoryStore
 from agent.store.replica import ReplicaStore
 from generated.consul.txn.v1 import txn_pb2 as tpb
@@ -45,3 +46,26 @@ async def test_txn_reads_its_keys_from_the_replica() -> None:
             assert [e.op_index for e in stale.errors] == [0]
         finally:
             await replica.aclose()
+
+
+async def test_list_and_keys_answers_are_shared_until_a_write(store: Store) -> None:
+    """1,000 watchers of a 10,000-key prefix woken by one write each scanned and decoded it."""
+    kv = KVState(store)
+    for i in range(5):
+        await kv.put(f"p/g{i % 2}/k{i}", b"v")
+    first = await kv.list_prefix(QueryOpts(), "p/")
+    again = await kv.list_prefix(QueryOpts(), "p/")
+    assert again is first  # nothing written: the same answer, not a new scan
+    names = await kv.keys(QueryOpts(), "p/", "/")
+    assert names.value == ["p/g0/", "p/g1/"]
+    assert await kv.keys(QueryOpts(), "p/", "/") is names
+    assert (await kv.keys(QueryOpts(), "p/")).value != names.value  # keyed by separator too
+    await kv.put("elsewhere", b"x")
+    moved = await kv.list_prefix(QueryOpts(), "p/")
+    assert moved is not first and moved.value == first.value and moved.index == first.index
+    await kv.put("p/g2/k9", b"v")
+    grown = await kv.list_prefix(QueryOpts(), "p/")
+    assert [p.key for p in grown.value][-1] == "p/g2/k9" and grown.index > first.index
+    assert (await kv.keys(QueryOpts(), "p/", "/")).value == ["p/g0/", "p/g1/", "p/g2/"]
+    await kv.delete("p/g0/k0")
+    assert "p/g0/k0" not in [p.key for p in (await kv.list_prefix(QueryOpts(), "p/")).value]
