@@ -176,19 +176,22 @@ async def wake(
             t0 = time.perf_counter()
             async with s.put(f"http://{writer_http}/v1/kv/big/g000/wake", data=b"x") as resp:
                 assert resp.status == 200, resp.status
+            put_ms = (time.perf_counter() - t0) * 1000
+        own0 = time.process_time()
         try:
             async with asyncio.timeout(120):
                 await asyncio.gather(*tasks)
         except TimeoutError:
             for t in tasks:
                 t.cancel()
+        own = time.process_time() - own0
         cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
         rss = {name: rss_kib(pid) / 1024 for name, pid in pids.items()}
     finally:
         for _, w in conns:
             w.close()
     ms = sorted((d - t0) * 1000 for d in done_at)
-    return {"woken": len(ms), "ms": ms, "cpu": cpu, "rss": rss}
+    return {"woken": len(ms), "ms": ms, "cpu": cpu, "rss": rss, "put_ms": put_ms, "own": own}
 
 
 def _pct(lat: list[float]) -> str:
@@ -266,6 +269,8 @@ async def one_size(size: int, args: argparse.Namespace, limits: Path) -> list[st
                     f"p99 {percentile(ms, 99):7.0f} ms  max {worst:7.0f} ms;"
                     f" CPU server {cpu['server'] * 1000:.0f} ms, client {cpu['client'] * 1000:.0f}"
                     f" ms; RSS server {rss['server']:.0f} MiB, client {rss['client']:.0f} MiB"
+                    f" (the write took {r['put_ms']:.0f} ms; the bench's readers"
+                    f" {r['own'] * 1000:.0f} ms of CPU)"
                 )
         finally:
             await asyncio.to_thread(cluster.stop_all)
