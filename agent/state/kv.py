@@ -242,10 +242,14 @@ class KVState:
         if found is None:
             return None
         _, now = await self.reader.get(keys.KV)
+        # Another read may have replaced or dropped the entry meanwhile (on
+        # etcd, the get above is a round trip).
         if found.store_index != now:
-            del self._memo[what]
+            if self._memo.get(what) is found:
+                del self._memo[what]
             return None
-        self._memo.move_to_end(what)
+        if what in self._memo:
+            self._memo.move_to_end(what)
         return found
 
     def _memo_put(self, what: tuple[str, str, str], result: Read[Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from agent.state.blocking import QueryOpts
 from agent.state.kv import KVState
 from agent.state.txn import TxnState
@@ -69,3 +71,14 @@ async def test_list_and_keys_answers_are_shared_until_a_write(store: Store) -> N
     assert (await kv.keys(QueryOpts(), "p/", "/")).value == ["p/g0/", "p/g1/", "p/g2/"]
     await kv.delete("p/g0/k0")
     assert "p/g0/k0" not in [p.key for p in (await kv.list_prefix(QueryOpts(), "p/")).value]
+
+
+async def test_concurrent_reads_of_a_stale_answer(store: Store) -> None:
+    """Concurrent readers found the same stale answer; the second to drop it raised
+    KeyError (on etcd, where the index check is a round trip)."""
+    kv = KVState(store)
+    await kv.put("c/1", b"v")
+    await kv.list_prefix(QueryOpts(), "c/")
+    await kv.put("c/2", b"v")
+    reads = await asyncio.gather(*(kv.list_prefix(QueryOpts(), "c/") for _ in range(20)))
+    assert all([p.key for p in r.value] == ["c/1", "c/2"] for r in reads)
