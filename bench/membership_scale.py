@@ -129,9 +129,7 @@ async def worker_main(spec: dict[str, object]) -> None:
                     turn = (turn + 1) % len(servers)  # the router's rotation
                     continue  # at once to the next server, as a retry
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    stop.wait(), max(0.0, interval - (time.perf_counter() - t0))
-                )
+                await asyncio.wait_for(stop.wait(), max(0.0, interval - (time.perf_counter() - t0)))
 
     await asyncio.gather(*(member(i) for i in range(first, first + count)))
     for c in channels:
@@ -179,9 +177,15 @@ async def reconcile_lag(server: AgentProcess) -> float:
             name="probe", address="10.255.255.1:8301", datacenter="dc1", role=mpb.MEMBER_ROLE_NODE
         )
         t0 = time.monotonic()
-        await membership_pb2_grpc.MembershipServiceStub(ch).Join(
-            mpb.JoinRequest(member=probe), timeout=CALL_TIMEOUT
-        )
+        while True:  # a survivor busy with the failover may miss one deadline
+            try:
+                await membership_pb2_grpc.MembershipServiceStub(ch).Join(
+                    mpb.JoinRequest(member=probe), timeout=CALL_TIMEOUT
+                )
+                break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in TRANSPORT or time.monotonic() - t0 > 60:
+                    raise
         health = health_pb2_grpc.HealthServiceStub(ch)
         while time.monotonic() - t0 < 60:
             try:

@@ -113,8 +113,13 @@ async def read_json(
     rpc_request: Message,
     response_type: type[M],
     to_json: Callable[[M], Any],
+    *,
+    missing: Callable[[M], bool] | None = None,
 ) -> web.Response:
     """A read answered as JSON with its read headers: the one rendered-answer hook.
+
+    ``missing``: when it holds for the answer, a 404 with the read headers
+    (a KV read of nothing), rendered nowhere.
 
     When the invoker keeps rendered answers (``agent.views.ViewInvoker.rendered``)
     the JSON bytes come from its cache, built once per view version and
@@ -127,6 +132,8 @@ async def read_json(
 
     def render(response: Message) -> bytes:
         assert isinstance(response, response_type)
+        if missing is not None and missing(response):
+            return b""
         return json.dumps(to_json(response), indent=indent).encode()
 
     rendered = getattr(ctx.invoker, "rendered", None)
@@ -140,6 +147,8 @@ async def read_json(
         response = await ctx.call(path, rpc_request, response_type)
         body = render(response)
     headers = meta_headers(response.meta)
+    if missing is not None and missing(response):
+        return web.Response(status=404, headers=headers)
     if "cached" in query:
         headers["X-Cache"] = "HIT" if hit else "MISS"
         headers["Age"] = str(int(age))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from agent.errors import CASConflict, InvalidArgument
-from agent.http.base import context, json_response, meta_headers
+from agent.http.base import context, json_response, meta_headers, read_json
 from agent.http.params import flag, query_options, read_body, uint_param, write_options
 from agent.shapes import kv_json
 from generated.consul.common.v1 import query_pb2 as qpb
@@ -47,18 +47,30 @@ async def kv_get(request: web.Request) -> web.StreamResponse:
     query = request.query
     key = _key(request)
     opts = query_options(request)
+    # Lists are rendered through ``read_json``: at an agent whose views answer
+    # them, the JSON of a version is built once and shared by every reader
+    # (1,000 watchers of a 10,000-key prefix woken by one write rendered it
+    # 1,000 times: about 40 ms of CPU each).
     if flag(query, "keys"):
         keys_req = kpb.KeysRequest(options=opts, prefix=key, separator=query.get("separator", ""))
-        keys = await ctx.call(_KV + "Keys", keys_req, kpb.KeysResponse)
-        if not keys.keys and key:
-            return _not_found(keys.meta)
-        return json_response(request, list(keys.keys), meta=keys.meta)
+        return await read_json(
+            request,
+            _KV + "Keys",
+            keys_req,
+            kpb.KeysResponse,
+            lambda r: list(r.keys),
+            missing=lambda r: not r.keys and bool(key),
+        )
     if flag(query, "recurse"):
         list_req = kpb.ListRequest(options=opts, prefix=key)
-        listed = await ctx.call(_KV + "List", list_req, kpb.ListResponse)
-        if not listed.pairs:
-            return _not_found(listed.meta)
-        return json_response(request, [kv_json(p) for p in listed.pairs], meta=listed.meta)
+        return await read_json(
+            request,
+            _KV + "List",
+            list_req,
+            kpb.ListResponse,
+            lambda r: [kv_json(p) for p in r.pairs],
+            missing=lambda r: not r.pairs,
+        )
     get_req = kpb.GetRequest(options=opts, key=_require_key(key))
     got = await ctx.call(_KV + "Get", get_req, kpb.GetResponse)
     if not got.HasField("pair"):

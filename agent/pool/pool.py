@@ -70,6 +70,9 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 5_000),
+    # Answers up to 64 MiB (gRPC's default is 4 MiB): a KV prefix of 30,000
+    # 100-byte pairs is 4.5 MB, and Consul's HTTP reads have no such limit.
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
 )
 
 # What a server must accept for CHANNEL_OPTIONS' pings not to be answered with

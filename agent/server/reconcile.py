@@ -54,7 +54,48 @@ def _port(address: str) -> int:
         return 0
 
 
-async def _register_member(catalog: Catalog, member: mpb.Member, datacenter: str) -> None:
+#: Registrations in flight at once in a reconcile pass. Each is a few store
+#: round trips: one after the other, 5,000 members joining an etcd cluster
+#: were not all in the catalog after two minutes.
+REGISTER_CONCURRENCY = 16
+
+
+async def _in_catalog(catalog: Catalog, member: mpb.Member, datacenter: str) -> bool:
+    """Whether the catalog already holds ``member`` as the leader registers it.
+
+    Read from the catalog's reader (a server's local replica: no round trip),
+    as Consul's leader checks its state store before it registers a member:
+    the node's address (and ID), the ``serfHealth`` status and output. The
+    periodic full pass over 5,000 members is then 5,000 local lookups, not
+    20,000 etcd reads.
+    """
+    node, service, check = _member_records(member, datacenter)
+    entry, _ = await catalog.reader.get(keys.node_key(node.name))
+    stored_check, _ = await catalog.reader.get(keys.check_key(node.name, SERF_CHECK))
+    if entry is None or stored_check is None:
+        return False
+    stored = pb.Node.FromString(entry.value)
+    if stored.address != node.address or stored.datacenter != node.datacenter:
+        return False
+    if node.id and stored.id != node.id:
+        return False
+    have = pb.HealthCheck.FromString(stored_check.value)
+    if (have.status, have.output, have.name, have.service_id) != (
+        check.status,
+        check.output,
+        check.name,
+        "",
+    ):
+        return False
+    # A server (a handful of members) is registered again: its ``consul``
+    # service is the catalog's to compare.
+    return service is None
+
+
+def _member_records(
+    member: mpb.Member, datacenter: str
+) -> tuple[pb.Node, pb.Service | None, pb.HealthCheck]:
+    """The node, service (servers only) and ``serfHealth`` check of ``member``."""
     alive = member.status == mpb.MEMBER_STATUS_ALIVE
     node = pb.Node(
         name=member.name,
@@ -73,6 +114,11 @@ async def _register_member(catalog: Catalog, member: mpb.Member, datacenter: str
     service = None
     if member.role == mpb.MEMBER_ROLE_SERVER:
         service = pb.Service(id=CONSUL_SERVICE, name=CONSUL_SERVICE, port=_port(member.address))
+    return node, service, check
+
+
+async def _register_member(catalog: Catalog, member: mpb.Member, datacenter: str) -> None:
+    node, service, check = _member_records(member, datacenter)
     if service is not None:
         await catalog.register(node, service, [check])
     else:
@@ -106,15 +152,25 @@ async def reconcile_once(
     for name in set(memo) - set(wanted):
         del memo[name]
         scan = True
+    todo = []
     for member in wanted.values():
         state = member.SerializeToString(deterministic=True)
-        if memo.get(member.name) == state:
-            continue
-        try:
-            await _register_member(catalog, member, datacenter)
-            memo[member.name] = state
-        except ConsulError as exc:
-            logger.warning("reconcile: register failed member=%s error=%s", member.name, exc)
+        if memo.get(member.name) != state:
+            todo.append((member, state))
+
+    async def registrar() -> None:
+        while todo:
+            member, state = todo.pop()
+            try:
+                if not await _in_catalog(catalog, member, datacenter):
+                    await _register_member(catalog, member, datacenter)
+                memo[member.name] = state
+            except ConsulError as exc:
+                logger.warning("reconcile: register failed member=%s error=%s", member.name, exc)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(min(REGISTER_CONCURRENCY, len(todo))):
+            tg.create_task(registrar())
     if not scan:
         return index
     serf = await catalog.checks_in_state(QueryOpts(), pb.HEALTH_STATUS_UNSPECIFIED)

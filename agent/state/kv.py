@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agent.errors import CASConflict, ConsulError, InvalidArgument
 from agent.state import keys
@@ -51,6 +53,8 @@ MAX_KEY_LENGTH = 4096
 _MAX_TRIES = 20
 #: Up to this key length, ``_covering`` looks each prefix up by name.
 _COVERING_LOOKUPS = 64
+#: List and keys answers kept, by (kind, prefix, separator).
+_MEMO_SIZE = 64
 
 #: The modify index of a session's record, 0 when it does not exist (set by
 #: the session layer; without it, any session name is taken as live).
@@ -180,6 +184,11 @@ class KVState:
         self.store = store
         self.reader = reader or store
         self.session_index = session_index
+        #: Recent list and keys answers (see ``_memo_get``): 1,000 blocking
+        #: readers of one large prefix woken by one write, or repeated reads
+        #: between two writes, cost one scan and one decode of its keys, not
+        #: one each. The answers are shared: callers copy, never change them.
+        self._memo: OrderedDict[tuple[str, str, str], Read[Any]] = OrderedDict()
 
     # ----- reads --------------------------------------------------------
 
@@ -200,8 +209,11 @@ class KVState:
                 best = max(best, entry.modify_index)
         return best
 
-    async def _prefix_index(self, prefix: str) -> tuple[int, int]:
-        live, store_index = await self.reader.range(keys.KV + prefix)
+    async def _prefix_index(
+        self, prefix: str, read: tuple[Sequence[Entry], int] | None = None
+    ) -> tuple[int, int]:
+        """The index of ``prefix`` and the store index; ``read``: its entries, if read."""
+        live, store_index = read or await self.reader.range(keys.KV + prefix)
         dead, _ = await self.reader.range(keys.KV_TOMB + prefix)
         ranges, _ = await self.reader.range(keys.KV_RANGE_TOMB + prefix)
         best = max((e.modify_index for e in [*live, *dead, *ranges]), default=0)
@@ -224,13 +236,39 @@ class KVState:
     def _list_prefixes(self, prefix: str) -> list[str]:
         return [keys.KV + prefix, keys.KV_TOMB + prefix, keys.KV_RANGE_TOMB + prefix]
 
+    async def _memo_get(self, what: tuple[str, str, str]) -> Read[Any] | None:
+        """A list or keys answer read at the reader's current index, if kept."""
+        found = self._memo.get(what)
+        if found is None:
+            return None
+        _, now = await self.reader.get(keys.KV)
+        # Another read may have replaced or dropped the entry meanwhile (on
+        # etcd, the get above is a round trip).
+        if found.store_index != now:
+            if self._memo.get(what) is found:
+                del self._memo[what]
+            return None
+        if what in self._memo:
+            self._memo.move_to_end(what)
+        return found
+
+    def _memo_put(self, what: tuple[str, str, str], result: Read[Any]) -> None:
+        self._memo[what] = result
+        while len(self._memo) > _MEMO_SIZE:
+            self._memo.popitem(last=False)
+
     async def list_prefix(self, opts: QueryOpts, prefix: str) -> Read[list[kv_pb2.KVPair]]:
         validate_key(prefix, allow_empty=True)
 
         async def read() -> Read[list[kv_pb2.KVPair]]:
-            index, store_index = await self._prefix_index(prefix)
-            entries, _ = await self.reader.range(keys.KV + prefix)
-            return Read([_load(e) for e in entries], index, store_index)
+            memo: Read[list[kv_pb2.KVPair]] | None = await self._memo_get(("list", prefix, ""))
+            if memo is not None:
+                return memo
+            entries, at = await self.reader.range(keys.KV + prefix)
+            index, store_index = await self._prefix_index(prefix, (entries, at))
+            result = Read([_load(e) for e in entries], index, store_index)
+            self._memo_put(("list", prefix, ""), result)
+            return result
 
         return await blocking_query(self.reader, opts, self._list_prefixes(prefix), read)
 
@@ -238,8 +276,11 @@ class KVState:
         validate_key(prefix, allow_empty=True)
 
         async def read() -> Read[list[str]]:
-            index, store_index = await self._prefix_index(prefix)
-            entries, _ = await self.reader.range(keys.KV + prefix)
+            memo: Read[list[str]] | None = await self._memo_get(("keys", prefix, separator))
+            if memo is not None:
+                return memo
+            entries, at = await self.reader.range(keys.KV + prefix)
+            index, store_index = await self._prefix_index(prefix, (entries, at))
             out: list[str] = []
             for entry in entries:
                 name = keys.kv_name(entry.key)
@@ -249,7 +290,9 @@ class KVState:
                         name = name[: cut + len(separator)]
                 if not out or out[-1] != name:
                     out.append(name)
-            return Read(out, index, store_index)
+            result = Read(out, index, store_index)
+            self._memo_put(("keys", prefix, separator), result)
+            return result
 
         return await blocking_query(self.reader, opts, self._list_prefixes(prefix), read)
 

@@ -100,6 +100,9 @@ class Members:
         self._decoded: dict[str, tuple[int, mpb.Member]] = {}
         self._lease = 0
         self._lease_lock = asyncio.Lock()
+        #: Binds waiting for the next transaction (see ``_bind``).
+        self._pending_binds: dict[str, asyncio.Future[int]] = {}
+        self._bind_lock = asyncio.Lock()
         self._loops = Background(f"liveness-{pool}")
 
     @property
@@ -165,12 +168,45 @@ class Members:
             await self.store.txn([Compare(key, bound)], [Delete(key)])
 
     async def _bind(self, name: str) -> int:
-        lease = await self._our_lease()
-        _, index = await self.store.txn(
-            [], [Put(keys.alive_key(self.pool, name), b"", lease=lease)]
-        )
-        self.heard[name] = (time.monotonic(), index)
-        return index
+        """Bind ``name``'s alive key to our lease; the index of the write.
+
+        Binds asked while one is being written share the next transaction
+        (``REBIND_CHUNK`` keys each): when a server dies, its members (1,667
+        of 5,000) fail over together, and one transaction each made the
+        heartbeats after a leader kill wait seconds (p99 3.5 s at 2,500).
+        """
+        fut = self._pending_binds.get(name)
+        if fut is None:
+            fut = self._pending_binds[name] = asyncio.get_running_loop().create_future()
+        async with self._bind_lock:
+            if not fut.done():
+                await self._flush_binds()
+        return fut.result()
+
+    async def _flush_binds(self) -> None:
+        await asyncio.sleep(0)  # let the binds of this loop iteration join the batch
+        batch, self._pending_binds = self._pending_binds, {}
+        try:
+            lease = await self._our_lease()
+            names = list(batch)
+            for i in range(0, len(names), REBIND_CHUNK):
+                chunk = names[i : i + REBIND_CHUNK]
+                _, index = await self.store.txn(
+                    [], [Put(keys.alive_key(self.pool, n), b"", lease=lease) for n in chunk]
+                )
+                now = time.monotonic()
+                for n in chunk:
+                    self.heard[n] = (now, index)
+                    batch[n].set_result(index)
+        except Exception as exc:
+            for f in batch.values():
+                if not f.done():
+                    f.set_exception(exc)
+            raise
+        finally:  # cancelled: whoever binds next writes the rest
+            for n, f in batch.items():
+                if not f.done():
+                    self._pending_binds.setdefault(n, f)
 
     @property
     def prefix(self) -> str:

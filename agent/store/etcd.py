@@ -87,6 +87,15 @@ RECONNECT_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
+#: The largest etcd answer taken (gRPC's default is 4 MiB): a range page, or
+#: a watch answer carrying one large transaction's events.
+MAX_RECEIVE = 16 * 1024 * 1024
+#: Keys per range call at first. A namespace of 30,000 KV pairs of 100 bytes
+#: was one 4.7 MB answer, over gRPC's 4 MiB limit: a server could not load its
+#: replica, so could not start. A page still too large (big values) is asked
+#: again in halves.
+RANGE_PAGE = 2000
+
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
     """``"host:port"`` (optionally ``http://host:port``) as (host, port); InvalidArgument if bad."""
@@ -140,6 +149,7 @@ class EtcdStore:
         # outage of a few minutes the servers would follow it back only 10+ s
         # after it is healthy. Retry a connection at least every second.
         client._manager.grpc_options += RECONNECT_OPTIONS
+        client._manager.grpc_options += [("grpc.max_receive_message_length", MAX_RECEIVE)]
         await client.connect()
         self._client = client
         try:
@@ -258,11 +268,31 @@ class EtcdStore:
         return entry, int(resp.header.revision)
 
     async def range(self, prefix: str) -> tuple[list[Entry], int]:
+        """Every entry under ``prefix``, in pages read at the revision of the first."""
         kv, _, _ = self._services()
         key, end = self._range(prefix)
-        resp = await self._call("range", kv.get(key, range_end=end, timeout=self._timeout))
-        entries = [self._entry(item) for item in resp.kvs]
-        return [e for e in entries if e.key != LAST_WRITE_KEY], int(resp.header.revision)
+        entries: list[Entry] = []
+        revision = 0
+        page = RANGE_PAGE
+        while True:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    resp = await kv.get(
+                        key, range_end=end, revision=revision, limit=page, timeout=self._timeout
+                    )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and page > 1:
+                    page = max(1, page // 2)  # an answer over MAX_RECEIVE: smaller pages
+                    continue
+                self._fail("range", exc)
+            except (EtcdError, TimeoutError) as exc:
+                self._fail("range", exc)
+            revision = revision or int(resp.header.revision)
+            entries += [self._entry(item) for item in resp.kvs]
+            if not resp.more or not resp.kvs:
+                break
+            key = bytes(resp.kvs[-1].key) + b"\x00"
+        return [e for e in entries if e.key != LAST_WRITE_KEY], revision
 
     # -- writes --------------------------------------------------------------
 

@@ -201,24 +201,15 @@ def _kv_list(req: kpb.ListRequest, value: spb.Event, meta: qpb.QueryMeta) -> kpb
     return kpb.ListResponse(meta=meta, pairs=value.kv.pairs)
 
 
-def _kv_keys(req: kpb.KeysRequest, value: spb.Event, meta: qpb.QueryMeta) -> kpb.KeysResponse:
-    out: list[str] = []
-    for pair in value.kv.pairs:
-        name = pair.key
-        if req.separator:
-            cut = name.find(req.separator, len(req.prefix))
-            if cut >= 0:
-                name = name[: cut + len(req.separator)]
-        if not out or out[-1] != name:
-            out.append(name)
-    return kpb.KeysResponse(meta=meta, keys=out)
-
-
 _H = "/consul.health.v1.HealthService/"
 _C = "/consul.catalog.v1.CatalogService/"
 _K = "/consul.kv.v1.KVService/"
 
-#: Every read a view answers, by method path.
+#: Every read a view answers, by method path. Not KV ``Keys``: its view would
+#: hold every value under the prefix (``?keys&separator=/`` at the root, as
+#: Consul's UI lists it, made a client agent subscribe to the whole KV, and
+#: every KV write then re-sent all of it: 15 MB at 100,000 keys). A server
+#: answers it from one scan per store index (``KVState.keys``).
 READS: dict[str, Read] = {
     _H + "ServiceHealth": Read(_endpoints_key, _service_health),
     _H + "ServiceChecks": Read(_service_key, _service_checks),
@@ -229,5 +220,4 @@ READS: dict[str, Read] = {
     _C + "GetNode": Read(_node_key, _get_node),
     _K + "Get": Read(_kv_key, _kv_get),
     _K + "List": Read(_kv_prefix, _kv_list),
-    _K + "Keys": Read(_kv_prefix, _kv_keys),
 }

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 
+from aiohttp.test_utils import TestClient, TestServer
+
 from agent.errors import NoLeader
+from agent.http import build_app
 from generated.consul.kv.v1 import kv_pb2 as kpb
 from generated.consul.status.v1 import status_pb2 as spb
 from tests.http.conftest import Client
-from tests.http.fakes import FakeInvoker
+from tests.http.fakes import FakeAgent, FakeInvoker
 
 
 async def test_put_get_roundtrip(client: Client, invoker: FakeInvoker) -> None:
@@ -180,3 +183,44 @@ async def test_consul_error_is_its_status_and_text(client: Client, invoker: Fake
     resp = await client.get("/v1/kv/k")
     assert resp.status == 500
     assert await resp.text() == "No cluster leader"
+
+
+class RenderingInvoker(FakeInvoker):
+    """A fake with the views' rendered-answer hook: one render per (request, format)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renders = 0
+        self.bodies: dict[tuple[str, bytes, str], bytes] = {}
+
+    async def rendered(self, spec, request, fmt, render):  # type: ignore[no-untyped-def]
+        from agent.views.invoker import Rendered
+
+        response = await self.rpc(spec, request)
+        request.options.Clear()  # the blocking options do not change the answer
+        key = (spec.path, request.SerializeToString(deterministic=True), fmt)
+        body = self.bodies.get(key)
+        if body is None:
+            self.renders += 1
+            body = self.bodies[key] = render(response)
+        return Rendered(response, body, False, 0.0)
+
+
+async def test_kv_lists_are_rendered_once_for_all_watchers(fake_agent: FakeAgent) -> None:
+    """1,000 watchers of a 10,000-key prefix each rendered its JSON (~40 ms of CPU each)."""
+    invoker = RenderingInvoker()
+    app = build_app(invoker, fake_agent, datacenter="dc1", node_name="node-1")
+    async with TestClient(TestServer(app)) as c:
+        for key in ("a/1", "a/2", "a/b/3"):
+            assert (await c.put(f"/v1/kv/{key}", data=b"v")).status == 200
+        for _ in range(5):
+            pairs = await (await c.get("/v1/kv/a/?recurse&index=3&wait=1s")).json()
+            assert [p["Key"] for p in pairs] == ["a/1", "a/2", "a/b/3"]
+            keys = await (await c.get("/v1/kv/a/?keys&separator=/&index=3")).json()
+            assert keys == ["a/1", "a/2", "a/b/"]
+        assert invoker.renders == 2  # one per answer, shared by every reader
+        missing = await c.get("/v1/kv/nothing/?recurse")
+        assert missing.status == 404 and missing.headers["X-Consul-Index"] == "13"
+        assert (await c.get("/v1/kv/nothing/?keys")).status == 404
+        pretty = await (await c.get("/v1/kv/a/?recurse&pretty")).text()
+        assert "\n    " in pretty  # another format, rendered on its own

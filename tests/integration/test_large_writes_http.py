@@ -78,3 +78,22 @@ def test_txn_lock_honours_lock_delay_over_http_regression(dev: AgentProcess) -> 
     answer = json.loads(refused.value.read())
     assert answer["Errors"] == [{"OpIndex": 0, "What": 'failed to lock key "k" due to lock delay'}]
     assert c.kv.get("k")[1]["Value"] == b"a" and c.kv.get("k")[1].get("Session") is None
+
+
+@pytest.mark.timeout(90)
+def test_kv_prefix_larger_than_4_mib_through_a_client_agent_regression(
+    dev: AgentProcess, cluster: Cluster
+) -> None:
+    """Issue 16: a 4.5 MB KV answer was over gRPC's 4 MiB receive limit at a client
+    agent (its view's subscription and its forwarded read both failed)."""
+    agent = cluster.client("big-reader", "--retry-join", dev.rpc_addr)
+    writer, reader = client_for(dev), client_for(agent)
+    value = "v" * 400_000
+    for n in range(12):  # 4.8 MB
+        assert writer.kv.put(f"huge/{n:02}", value) is True
+    index, pairs = reader.kv.get("huge/", recurse=True)
+    assert pairs is not None and len(pairs) == 12
+    assert all(p["Value"] == value.encode() for p in pairs)
+    assert writer.kv.put("huge/zz", "last") is True
+    _, pairs = reader.kv.get("huge/", recurse=True, index=index, wait="20s")
+    assert pairs is not None and len(pairs) == 13

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from agent.membership.hub import MemberHub
-from agent.state.members import Members
+from agent.state.members import REBIND_CHUNK, Members
 from agent.store import Store
 from generated.consul.membership.v1 import membership_pb2 as mpb
 
@@ -146,3 +148,34 @@ async def test_a_dead_servers_members_fail_over_before_its_lease_ends(store: Sto
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_members_failing_over_together_share_bind_transactions(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16: a dead server's members (1,667 of 5,000) reach a survivor together;
+    one bind transaction each made their heartbeats wait seconds."""
+    a = Members(store, suspect_timeout=5)
+    b = Members(store, suspect_timeout=5)
+    names = [f"m{i:03d}" for i in range(200)]
+    for name in names:
+        await a.join(member(name))
+    txns = 0
+    real = store.txn
+
+    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal txns
+        txns += 1
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "txn", counting)
+    assert all(await asyncio.gather(*(b.heartbeat(n) for n in names)))
+    assert txns <= 1 + -(-len(names) // REBIND_CHUNK)  # the first alone, then 64 a time
+    assert set(b.heard) == set(names)
+    # Each key is now b's: a heartbeat there is a read again, no write.
+    txns = 0
+    assert all(await asyncio.gather(*(b.heartbeat(n) for n in names)))
+    assert txns == 0
+    await b.reconcile_liveness()
+    listed, _ = await b.list()
+    assert {m.status for m in listed} == {mpb.MEMBER_STATUS_ALIVE}

@@ -190,3 +190,30 @@ async def test_store_follows_etcd_back_within_seconds_regression(
         if "destroyed but it is pending" in r.getMessage() or "already running" in r.getMessage()
     ]
     assert not noisy
+
+
+# -- large namespaces (issue 16) ---------------------------------------------
+
+
+async def test_range_larger_than_one_grpc_message(
+    etcd_store: EtcdStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 30,000-key namespace (4.7 MB) was one range answer over gRPC's 4 MiB limit:
+    a server could not load its replica. Ranges are paged, at one revision, and a
+    page over ``MAX_RECEIVE`` is asked again in halves."""
+    import agent.store.etcd as etcd_mod
+
+    big = b"x" * 450_000
+    for i in range(40):  # 18 MB: over MAX_RECEIVE (16 MiB) in one page
+        await etcd_store.txn([], [Put(f"big/{i:02d}", big)])
+    monkeypatch.setattr(etcd_mod, "RANGE_PAGE", 7)  # several pages of small keys too
+    for i in range(20):
+        await etcd_store.txn([], [Put(f"small/{i:02d}", str(i).encode())])
+    entries, revision = await etcd_store.range("small/")
+    assert [e.value for e in entries] == [str(i).encode() for i in range(20)]
+    monkeypatch.setattr(etcd_mod, "RANGE_PAGE", 1000)
+    entries, revision = await etcd_store.range("big/")
+    assert len(entries) == 40 and all(e.value == big for e in entries)
+    assert [e.key for e in entries] == [f"big/{i:02d}" for i in range(40)]
+    _, now = await etcd_store.get("none")
+    assert revision == now

@@ -208,3 +208,18 @@ async def test_servers_with_acls_check_each_subscription() -> None:
     with pytest.raises(PermissionDenied, match="key:read"):
         async for _ in gated.Subscribe(spb.SubscribeRequest()):
             pass
+
+
+async def test_kv_keys_go_to_the_server_without_a_view(
+    setup: tuple[ViewInvoker, FauxInner, OneValue],
+) -> None:
+    """Issue 16: ``?keys`` at the root made a client agent subscribe to every KV
+    value, and each KV write re-sent all of it (15 MB at 100,000 keys)."""
+    invoker, inner, source = setup
+    keys_spec = method_spec("/consul.kv.v1.KVService/Keys")
+    await invoker.rpc(keys_spec, kpb.KeysRequest(prefix="", separator="/"))
+    blocking = kpb.KeysRequest(prefix="")
+    blocking.options.min_index = 5
+    await invoker.rpc(keys_spec, blocking)
+    assert inner.calls == ["Keys", "Keys"]
+    assert source.opened == 0 and len(invoker.views) == 0
