@@ -89,6 +89,8 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     command: argparse.ArgumentParser = sub.choices[argv[0]]
     if argv[0] in ("lock", "watch"):
         args = command.parse_args(list(argv[1:]))
+    elif argv[0] == "operator":
+        args = operator_cmds.parse(command, list(argv[1:]))
     else:
         args = command.parse_intermixed_args(list(argv[1:]))
     args.command = argv[0]

@@ -23,7 +23,7 @@ from agent.commands.table import print_table
 from agent.durations import format_duration, parse_duration
 from agent.errors import InvalidArgument
 
-__all__ = ["add_parsers"]
+__all__ = ["add_parsers", "parse"]
 
 
 def _go_bool(text: str) -> bool:
@@ -268,3 +268,13 @@ def add_parsers(sub: Any) -> None:
                    action="store_true")  # fmt: skip
     add_http_flags(u)
     u.set_defaults(run=usage)
+
+
+def parse(operator: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``operator GROUP ...``: the group's own parser takes flags after positionals."""
+    groups = next(a for a in operator._actions if isinstance(a, argparse._SubParsersAction))
+    if not argv or argv[0] not in groups.choices:
+        return operator.parse_args(argv)  # argparse's usage error names the groups
+    args = groups.choices[argv[0]].parse_intermixed_args(argv[1:])
+    args.group = argv[0]
+    return args
