@@ -73,9 +73,7 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Env]:
+def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     etcd = EtcdCluster(3)
     etcd.start_sync()
     agents = Cluster(tmp_path_factory.mktemp("raft-logs"))
