@@ -275,6 +275,7 @@ def parse(operator: argparse.ArgumentParser, argv: list[str]) -> argparse.Namesp
     groups = next(a for a in operator._actions if isinstance(a, argparse._SubParsersAction))
     if not argv or argv[0] not in groups.choices:
         return operator.parse_args(argv)  # argparse's usage error names the groups
-    args = groups.choices[argv[0]].parse_intermixed_args(argv[1:])
+    group: argparse.ArgumentParser = groups.choices[argv[0]]
+    args = group.parse_intermixed_args(argv[1:])
     args.group = argv[0]
     return args

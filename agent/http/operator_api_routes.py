@@ -9,7 +9,8 @@
 - ``GET|PUT /v1/operator/autopilot/configuration`` (``?cas=``: the answer is
   ``true``/``false``; without it, ``true``), ``GET .../autopilot/health``
   (429 when unhealthy, as Consul), ``GET .../autopilot/state``.
-- ``GET /v1/operator/usage``: ``{Usage: {<dc>: {...}}}`` with the read headers.
+- ``GET /v1/operator/usage[?global]``: ``{Usage: {<dc>: {...}}, Index, ...}``
+  (Consul's QueryMeta fields too), every known datacenter with ``?global``.
 - ``/v1/operator/keyring``: there is no gossip encryption, so every method
   answers what Consul answers when encryption is not enabled: each member
   reports the failure, and the agent a 500 listing them (list: "Keyring is
@@ -28,14 +29,24 @@ from aiohttp import web
 
 from agent.errors import ConsulError, InvalidArgument
 from agent.http.base import context, json_response, text_response
-from agent.http.params import decode_json, query_options, read_body, uint_param, write_options
+from agent.http.params import (
+    decode_json,
+    flag,
+    query_options,
+    read_body,
+    uint_param,
+    write_options,
+)
 from generated.consul.agent.v1 import agent_pb2 as apb
+from generated.consul.catalog.v1 import catalog_pb2 as cpb
+from generated.consul.common.v1 import query_pb2 as qpb
 from generated.consul.membership.v1 import membership_pb2 as mpb
 from generated.consul.operator.v1 import operator_pb2 as opb
 
 __all__ = ["add_operator_api_routes"]
 
 _SVC = "/consul.operator.v1.OperatorService/"
+_CATALOG = "/consul.catalog.v1.CatalogService/"
 
 #: What each member of a pool says to a keyring query without encryption.
 KEYRING_EMPTY = "Keyring is empty (encryption not enabled)"
@@ -158,10 +169,38 @@ async def autopilot_state(request: web.Request) -> web.Response:
 
 
 async def usage(request: web.Request) -> web.Response:
-    resp = await context(request).call(
-        _SVC + "Usage", opb.UsageRequest(options=query_options(request)), opb.UsageResponse
-    )
-    return json_response(request, {"Usage": json.loads(resp.usage_json)}, meta=resp.meta)
+    ctx = context(request)
+    opts = query_options(request)
+    resp = await ctx.call(_SVC + "Usage", opb.UsageRequest(options=opts), opb.UsageResponse)
+    per_dc: dict[str, Any] = json.loads(resp.usage_json)
+    if flag(request.query, "global"):  # every known datacenter, each asked where it is
+        listed = await ctx.call(
+            _CATALOG + "ListDatacenters",
+            cpb.ListDatacentersRequest(options=opts),
+            cpb.ListDatacentersResponse,
+        )
+        for dc in listed.datacenters:
+            if dc in per_dc:
+                continue
+            remote = qpb.QueryOptions()
+            remote.CopyFrom(opts)
+            remote.datacenter = dc
+            other = await ctx.call(
+                _SVC + "Usage", opb.UsageRequest(options=remote), opb.UsageResponse
+            )
+            per_dc.update(json.loads(other.usage_json))
+    # Consul's answer embeds its QueryMeta (api.Usage decodes both).
+    doc = {
+        "Usage": per_dc,
+        "Index": resp.meta.index,
+        "LastContact": 0,
+        "KnownLeader": resp.meta.known_leader,
+        "ConsistencyLevel": "",
+        "NotModified": False,
+        "Backend": 0,
+        "ResultsFilteredByACLs": False,
+    }
+    return json_response(request, doc, meta=resp.meta)
 
 
 def _multierror(errors: list[str]) -> str:

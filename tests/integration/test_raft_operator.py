@@ -20,6 +20,7 @@ from typing import Any
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
+import consul
 import pytest
 
 from tests.support.etcd import EtcdCluster, etcd_binary
@@ -270,3 +271,16 @@ def test_dev_agent_is_its_own_single_peer(cluster: Cluster, tmp_path: Path) -> N
     assert status == 200 and health["Healthy"] and health["FailureTolerance"] == 0
     out = cli(dev, "operator", "raft", "list-peers")
     assert out.returncode == 0 and " leader " in out.stdout
+
+    # py-consul, unmodified, over the same endpoints.
+    host, port = dev.http_addr.rsplit(":", 1)
+    c = consul.Consul(host=host, port=int(port), connections_timeout=10)
+    assert [s["Node"] for s in c.operator.raft_config()["Servers"]] == ["dev"]
+    assert c.operator.update_autopilot_configuration(max_trailing_logs=7, cas=0) is True
+    assert c.operator.autopilot_configuration()["MaxTrailingLogs"] == 7
+    assert c.operator.autopilot_health()["Healthy"] is True
+    usage = c.operator.usage(global_=True)
+    assert usage["Usage"]["dc1"]["ServiceInstances"] == 1  # the consul service
+    assert usage["Index"] >= 1
+    with pytest.raises(consul.ConsulException, match="cannot find peer"):
+        c.operator.raft_transfer_leader()
