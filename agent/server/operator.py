@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agent.convert import query_opts
-from agent.errors import ConsulError, InvalidArgument
+from agent.errors import InvalidArgument, OperationRefused
 from agent.state.operator import AUTOPILOT_KEY, AutopilotConfigs, UsageCounter
 from agent.store import Store
 from generated.consul.common.v1 import query_pb2 as qpb
@@ -279,9 +279,9 @@ class OperatorEndpoint:
             found = [p for p in peers if p.address == req.address]
             missing = f"address {json.dumps(req.address)} was not found in the Raft configuration"
         if not found:
-            raise ConsulError(missing)
+            raise OperationRefused(missing)
         if len(peers) == 1:
-            raise ConsulError(
+            raise OperationRefused(
                 "need at least one voter in configuration: refusing to remove the only"
                 f" {'etcd member' if self.cluster is not None else 'server (memory store)'}"
             )
@@ -295,27 +295,29 @@ class OperatorEndpoint:
         peers, members, _ = await self._peers()
         leader = next((p for p in peers if p.leader), None)
         if self.cluster is None or len(peers) < 2:
-            raise ConsulError("cannot transfer leadership: cannot find peer")
+            raise OperationRefused("cannot transfer leadership: cannot find peer")
         if leader is None:
-            raise ConsulError("cannot transfer leadership: no etcd member is the leader now")
+            raise OperationRefused("cannot transfer leadership: no etcd member is the leader now")
         if req.id:
             wanted = _parse_member_id(req.id)
             target = next(
                 (p for p in peers if wanted is not None and int(p.id, 16) == wanted), None
             )
             if target is None:
-                raise ConsulError(
+                raise OperationRefused(
                     f"cannot transfer leadership: id {json.dumps(req.id)} was not found in the"
                     " Raft configuration"
                 )
             if target.leader:
-                raise ConsulError("cannot transfer leadership: the server is already the leader")
+                raise OperationRefused(
+                    "cannot transfer leadership: the server is already the leader"
+                )
             if not target.voter:
-                raise ConsulError("cannot transfer leadership: the server is not a voter")
+                raise OperationRefused("cannot transfer leadership: the server is not a voter")
         else:
             target = next((p for p in peers if p.voter and not p.leader and p.healthy), None)
             if target is None:
-                raise ConsulError("cannot transfer leadership: cannot find peer")
+                raise OperationRefused("cannot transfer leadership: cannot find peer")
         leader_member = next(m for m in members if m.hex_id == leader.id)
         await self.cluster.move_leader(leader_member, int(target.id, 16))
         return opb.RaftTransferLeaderResponse(success=True)

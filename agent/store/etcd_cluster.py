@@ -13,8 +13,9 @@
 - ``move_leader(target)``: MoveLeader, which etcd accepts only from the
   current leader, so it is sent on a channel to the leader's client URL.
 
-Every call has a deadline (the store's ``timeout``); etcd's refusals come out
-as ``agent.errors`` (``StoreError``, ``InvalidArgument``), as the store's do.
+Every call has a deadline (the store's ``timeout``); etcd's failures come out
+as ``StoreError`` and its refusals (a bad member ID, a removal that would
+leave too few started members) as ``OperationRefused``, Consul's 500.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import grpc.aio
 from etcd3aio import EtcdError
 from etcd3aio._protobuf import MaintenanceStub, MoveLeaderRequest, StatusRequest
 
-from agent.errors import InvalidArgument, StoreError
+from agent.errors import OperationRefused, StoreError
 from agent.store.etcd import EtcdStore
 
 __all__ = ["ClusterMember", "EtcdCluster", "MemberStatus", "member_hex"]
@@ -106,12 +107,12 @@ class EtcdCluster:
     def timeout(self) -> float:
         return self.store.timeout
 
-    def _fail(self, what: str, exc: BaseException) -> StoreError | InvalidArgument:
+    def _fail(self, what: str, exc: BaseException) -> StoreError | OperationRefused:
         if isinstance(exc, grpc.aio.AioRpcError):
             details = exc.details() or exc.code().name
             refused = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION)
             if exc.code() in refused:
-                return InvalidArgument(details)
+                return OperationRefused(f"etcd refused {what}: {details}")
             return StoreError(f"etcd {what} failed: {exc.code().name} {details}")
         if isinstance(exc, TimeoutError):
             return StoreError(f"etcd {what} timed out after {self.timeout:g}s")

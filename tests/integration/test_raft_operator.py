@@ -235,7 +235,7 @@ def test_remove_peer(env: Env) -> None:
     assert (status, text) == (500, 'address "127.0.0.1:1" was not found in the Raft configuration')
     status, text = call(env.s1, "/v1/operator/raft/peer", "DELETE")
     assert status == 400 and text.startswith("Must specify either ?id")
-    # Remove etcd-2 (which neither server talks to); first move the lead off it.
+    # etcd-2 (which neither server talks to) dies; first move the lead off it.
     victim = next(p for p in env.peers() if p["Node"] == "etcd-2")
     if victim["Leader"]:
         keep = next(p for p in env.peers() if p["Node"] == "etcd-0")
@@ -245,6 +245,19 @@ def test_remove_peer(env: Env) -> None:
             T,
             what="etcd-2 to follow",
         )
+    # A dead member: the datacenter is unhealthy (429, as Consul), and with two
+    # of three members left it tolerates no further failure.
+    env.etcd.members[2].kill()
+
+    def unhealthy() -> dict[str, Any] | None:
+        status, health = call(env.s1, "/v1/operator/autopilot/health")
+        return health if status == 429 else None
+
+    health = wait_until(unhealthy, T, what="a 429 from autopilot health")
+    assert health["Healthy"] is False and health["FailureTolerance"] == 0
+    dead = next(s for s in health["Servers"] if s["Name"] == "etcd-2")
+    assert dead["SerfStatus"] == "failed" and not dead["Healthy"]
+    # Consul's use of remove-peer: take the dead peer out of the configuration.
     out = cli(env.s2, "operator", "raft", "remove-peer", "-id", victim["ID"])
     assert out.returncode == 0, (out.stdout, out.stderr)
     assert out.stdout.strip() == f'Removed peer with id "{victim["ID"]}"'
