@@ -1,8 +1,8 @@
 """``/v1/operator`` and ``consul-grpc operator`` against real processes.
 
-One module-wide set-up: a 3-member etcd cluster and two consul-grpc servers
-on it (each given the client endpoints of members 0 and 1, so member 2 can be
-removed without pulling a store from under them). The tests run in file
+One module-wide set-up: a 3-member etcd cluster, two consul-grpc servers on
+it (each given the client endpoints of members 0 and 1, so member 2 can be
+removed without pulling a store from under them) and a client agent. The tests run in file
 order on it: list-peers, leadership transfer, autopilot and usage, then peer
 removal last. A dev agent (memory store) answers its single-server shapes.
 """
@@ -60,7 +60,7 @@ class Env:
     def __init__(self, etcd: EtcdCluster, agents: Cluster) -> None:
         self.etcd = etcd
         self.agents = agents
-        self.s1, self.s2 = agents.agents
+        self.s1, self.s2, self.client = agents.agents
 
     def peers(self) -> list[dict[str, Any]]:
         status, conf = call(self.s1, "/v1/operator/raft/configuration")
@@ -84,7 +84,8 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         endpoints = ",".join(etcd.endpoints[:2])
         base = ["--store", "etcd", "--etcd-endpoints", endpoints, "--datacenter", dc]
         agents.server("op-s1", *base)
-        agents.server("op-s2", *base)
+        s2 = agents.server("op-s2", *base)
+        agents.client("op-c1", "--retry-join", s2.rpc_addr, "--datacenter", dc)
         e = Env(etcd, agents)
         wait_until(lambda: e.leader() is not None, T, what="an etcd leader in the configuration")
         yield e
@@ -96,7 +97,7 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_list_peers_shows_the_etcd_members_and_one_leader(env: Env) -> None:
-    status, conf = call(env.s2, "/v1/operator/raft/configuration")
+    status, conf = call(env.client, "/v1/operator/raft/configuration")  # forwarded
     assert status == 200
     servers = conf["Servers"]
     assert sorted(s["Node"] for s in servers) == ["etcd-0", "etcd-1", "etcd-2"]
@@ -207,22 +208,27 @@ def test_autopilot_health_state_usage_keyring(env: Env) -> None:
     gw = {"Node": "usage-node", "Address": "10.1.1.1",
           "Service": {"Service": "gw", "Kind": "mesh-gateway", "Port": 443}}  # fmt: skip
     assert call(env.s1, "/v1/catalog/register", "PUT", gw)[0] == 200
-    status, usage = call(env.s2, "/v1/operator/usage")
-    assert status == 200
-    (dc_usage,) = usage["Usage"].values()
+
+    def counted() -> dict[str, Any] | None:
+        status, usage = call(env.s2, "/v1/operator/usage")
+        assert status == 200, usage
+        (dc_usage,) = usage["Usage"].values()
+        return dc_usage if dc_usage["Nodes"] == 4 else None  # the client's node synced
+
+    dc_usage = wait_until(counted, T, what="the usage count of four nodes")
     # web and gw on usage-node, the consul service on each server.
     assert dc_usage["ServiceInstances"] == 4
     assert dc_usage["Services"] == 3
     assert dc_usage["BillableServiceInstances"] == 1
     assert dc_usage["ConnectServiceInstances"]["mesh-gateway"] == 1
-    assert dc_usage["Nodes"] == 3
+    assert dc_usage["Nodes"] == 4  # usage-node, two servers, the client agent
     out = cli(env.s1, "operator", "usage", "instances")
     assert out.returncode == 0 and "Billable Service Instances Total: 1" in out.stdout
 
     status, text = call(env.s1, "/v1/operator/keyring")
     assert status == 500
     assert "Keyring is empty (encryption not enabled)" in text
-    assert "(LAN) error: 2/2 nodes reported failure" in text
+    assert "(LAN) error: 3/3 nodes reported failure" in text  # two servers, one client
     status, text = call(env.s1, "/v1/operator/keyring", "POST", {"Key": "abc"})
     assert status == 500 and "No keyring to modify (encryption not enabled)" in text
     assert call(env.s1, "/v1/operator/segment")[0] == 501
