@@ -52,7 +52,7 @@ from generated.consul.common.v1 import query_pb2 as qpb
 from generated.consul.membership.v1 import membership_pb2 as mpb
 from generated.consul.operator.v1 import operator_pb2 as opb
 
-__all__ = ["ClusterAdmin", "OperatorEndpoint", "Peer"]
+__all__ = ["ClusterAdmin", "Identity", "OperatorEndpoint", "Peer"]
 
 #: hashicorp/raft's protocol version Consul reports for its servers.
 PROTOCOL_VERSION = "3"
