@@ -15,6 +15,7 @@
     │   ├── NoLeader                      "No cluster leader"
     │   └── RemoteDCUnreachable           "Remote DC has no server currently reachable"
     ├── NoPathToDatacenter           500  UNAVAILABLE       "No path to datacenter"
+    ├── OperationRefused             500  FAILED_PRECONDITION Consul's refusal text (raft peers)
     └── StoreError                   500  UNAVAILABLE       the store did not answer
 
 (*) the HTTP API answers a lost CAS with 200 ``false``, as Consul does.
@@ -40,6 +41,7 @@ __all__ = [
     "NoPathToDatacenter",
     "NoServers",
     "NotFound",
+    "OperationRefused",
     "PermissionDenied",
     "RateLimited",
     "RemoteDCUnreachable",
@@ -150,6 +152,15 @@ class NoPathToDatacenter(ConsulError):
     default_message = "No path to datacenter"
 
 
+class OperationRefused(ConsulError):
+    """An operation Consul refuses with a plain error (HTTP 500 and its text): an
+    unknown raft peer, a leadership with nowhere to go. Not a server fault."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    http_status = 500
+    default_message = "Operation refused"
+
+
 class StoreError(ConsulError):
     """The store (etcd) failed or timed out."""
 
@@ -177,6 +188,7 @@ _BY_CODE: dict[grpc.StatusCode, type[ConsulError]] = {
     grpc.StatusCode.ABORTED: CASConflict,
     grpc.StatusCode.RESOURCE_EXHAUSTED: RateLimited,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.FAILED_PRECONDITION: OperationRefused,
 }
 
 

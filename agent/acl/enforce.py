@@ -198,6 +198,7 @@ _M = "/consul.membership.v1.MembershipService/"
 _A = "/consul.agent.v1.AgentService/"
 _SNAP = "/consul.snapshot.v1.SnapshotService/"
 _CFG = "/consul.config.v1.ConfigService/"
+_OP = "/consul.operator.v1.OperatorService/"
 
 
 async def _catalog_register(gate: Gate, authz: Authorizer, req: cpb.RegisterRequest) -> None:
@@ -427,6 +428,14 @@ async def _management(gate: Gate, authz: Authorizer, req: Any) -> None:
     _need(authz, "acl", None, Access.WRITE)
 
 
+async def _operator_read(gate: Gate, authz: Authorizer, req: Any) -> None:
+    _need(authz, "operator", None, Access.READ)
+
+
+async def _operator_write(gate: Gate, authz: Authorizer, req: Any) -> None:
+    _need(authz, "operator", None, Access.WRITE)
+
+
 def _config_target(kind: str, name: str) -> tuple[str, str | None]:
     """The resource a config entry belongs to: its service, or the mesh."""
     if kind.startswith("service-"):
@@ -473,6 +482,14 @@ PRE: dict[str, Pre] = {
     _SNAP + "BeginRestore": _management,
     _SNAP + "RestoreChunk": _management,
     _SNAP + "CommitRestore": _management,
+    _OP + "RaftConfiguration": _operator_read,
+    _OP + "RaftRemovePeer": _operator_write,
+    _OP + "RaftTransferLeader": _operator_write,
+    _OP + "AutopilotGetConfiguration": _operator_read,
+    _OP + "AutopilotSetConfiguration": _operator_write,
+    _OP + "AutopilotHealth": _operator_read,
+    _OP + "AutopilotState": _operator_read,
+    _OP + "Usage": _operator_read,
     _CFG + "Apply": _config_apply,
     _CFG + "Get": _config_by_name,
     _CFG + "Delete": _config_by_name,

@@ -176,6 +176,10 @@ _AGENT_HTTP = {
     ("GET", "/v1/agent/metrics"): ("agent", Access.READ),
     ("PUT", "/v1/agent/leave"): ("operator", Access.WRITE),
     ("PUT", "/v1/agent/reload"): ("agent", Access.WRITE),
+    ("GET", "/v1/operator/keyring"): ("keyring", Access.READ),
+    ("POST", "/v1/operator/keyring"): ("keyring", Access.WRITE),
+    ("PUT", "/v1/operator/keyring"): ("keyring", Access.WRITE),
+    ("DELETE", "/v1/operator/keyring"): ("keyring", Access.WRITE),
 }
 
 

@@ -51,6 +51,7 @@ from agent.server.endpoints import (
     TxnEndpoint,
 )
 from agent.server.leader import LeaderElection
+from agent.server.operator import ClusterAdmin, Identity, OperatorEndpoint
 from agent.server.query_endpoint import PreparedQueryEndpoint
 from agent.server.reconcile import reconcile_forever
 from agent.server.snapshots import SnapshotEndpoint
@@ -61,6 +62,7 @@ from agent.state.config_entries import ConfigEntries
 from agent.state.events import EventState
 from agent.state.kv import KVState
 from agent.state.members import Members
+from agent.state.operator import AutopilotConfigs, UsageCounter
 from agent.state.sessions import SessionState
 from agent.state.txn import TxnState
 from agent.store import Store
@@ -354,6 +356,7 @@ class ServerAgent(AgentBase):
             ConfigEndpoint(self.config_entries, ctx.meta),
             self.acl.endpoint,
             PreparedQueryEndpoint(ctx, self.store, self.dispatch.rpc, reader=self.replica),
+            self._operator_endpoint(ctx),
             GatedSubscribe(
                 self.subscribe, lambda req: authorize_subscribe(self.acl.gate.resolver, req)
             ),
@@ -415,6 +418,29 @@ class ServerAgent(AgentBase):
             self.http_address,
             self.https_address,
             self.grpc_tls_address,
+        )
+
+    def _operator_endpoint(self, ctx: ServerContext) -> OperatorEndpoint:
+        """``/v1/operator``: on etcd, the etcd cluster's members are the raft peers."""
+        cluster: ClusterAdmin | None = None
+        if self.store.kind == "etcd":
+            from agent.store.etcd import EtcdStore  # etcd3aio only when etcd is used
+            from agent.store.etcd_cluster import EtcdCluster
+
+            assert isinstance(self.store, EtcdStore)
+            cluster = EtcdCluster(self.store)
+        return OperatorEndpoint(
+            store=self.store,
+            cluster=cluster,
+            me=Identity(
+                self.config.node_id, self.config.node_name, lambda: self.rpc_address, VERSION
+            ),
+            leader=ctx.leader,
+            servers=lambda: list(self.hub.members.values()),
+            autopilot=AutopilotConfigs(self.store, self.replica),
+            usage=UsageCounter(self.replica or self.store),
+            meta=ctx.meta,
+            datacenter=self.config.datacenter,
         )
 
     def _datacenter_of(self, address: str) -> str | None:

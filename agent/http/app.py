@@ -38,6 +38,7 @@ from agent.http.limits import (
     blocking_query_middleware,
     write_shield_middleware,
 )
+from agent.http.operator_api_routes import add_operator_api_routes
 from agent.http.params import MAX_BODY_SIZE
 from agent.http.protocols import Invoker, LocalAgent
 from agent.http.query_routes import add_query_routes
@@ -92,4 +93,5 @@ def build_app(
     add_acl_routes(app.router)
     add_ui_routes(app.router, serve_ui=ui)
     add_query_routes(app.router)
+    add_operator_api_routes(app.router)
     return app

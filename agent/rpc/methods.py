@@ -21,6 +21,7 @@ from generated.consul.event.v1 import event_pb2
 from generated.consul.health.v1 import health_pb2
 from generated.consul.kv.v1 import kv_pb2
 from generated.consul.membership.v1 import membership_pb2
+from generated.consul.operator.v1 import operator_pb2
 from generated.consul.query.v1 import query_pb2
 from generated.consul.session.v1 import session_pb2
 from generated.consul.snapshot.v1 import snapshot_pb2
@@ -53,6 +54,7 @@ _FORWARDED_MODULES: tuple[ModuleType, ...] = (
     config_pb2,
     acl_pb2,
     query_pb2,
+    operator_pb2,
     subscribe_pb2,
 )
 

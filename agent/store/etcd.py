@@ -205,6 +205,17 @@ class EtcdStore:
             out.extend((str(info[4][0]), port) for info in infos[:1])
         return out
 
+    @property
+    def timeout(self) -> float:
+        """Deadline of one etcd call."""
+        return self._timeout
+
+    def etcd_client(self) -> Etcd3Client:
+        """The started etcd3aio client, for cluster operations (``etcd_cluster``)."""
+        if self._client is None:
+            raise StoreError("the etcd store is not started")
+        return self._client
+
     def _services(self) -> tuple[KVService, LeaseService, WatchService]:
         c = self._client
         if c is None or c.kv is None or c.lease is None or c.watch is None:

@@ -15,6 +15,13 @@ DOCUMENTED_5XX = (
     "No cluster leader",
     "No path to datacenter",
     "Remote DC has no server currently reachable",
+    # /v1/operator: Consul's 500s for an unknown raft peer, a lone server's
+    # leadership, and the keyring without gossip encryption; segments' 501.
+    "was not found in the Raft configuration",
+    "cannot transfer leadership",
+    "need at least one voter in configuration",
+    "nodes reported failure",
+    "Network segments are not supported",
 )
 TRACEBACK_MARKERS = (b"Traceback (most recent call last)", b'File "/', b"Internal error")
 

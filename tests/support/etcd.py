@@ -37,7 +37,7 @@ import pytest
 
 from agent.demo.procs import etcd_binary, etcd_command, free_port
 
-__all__ = ["EtcdServer", "etcd_binary", "etcd_fixture", "free_port"]
+__all__ = ["EtcdCluster", "EtcdServer", "etcd_binary", "etcd_fixture", "free_port"]
 
 _READY_TIMEOUT = 20.0
 _STOP_GRACE = 5.0
@@ -55,6 +55,8 @@ class EtcdServer:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: Any = None
+        #: ``name=peer-url,...`` of every member, for a member of an ``EtcdCluster``.
+        self.initial_cluster = ""
 
     @property
     def endpoint(self) -> str:
@@ -81,20 +83,24 @@ class EtcdServer:
 
     def _spawn(self, *, fresh: bool = True) -> None:
         """Start the process: on new ports and a new data dir, or (``fresh=False``)
-        again on the ports and data of the last one (after ``kill``)."""
+        again on the ports and data of the last one (after ``kill``). A member of
+        an ``EtcdCluster`` has its ports and ``initial_cluster`` set already."""
         if self.binary is None:
             raise RuntimeError(
                 "etcd is not installed (apt-get install etcd-server, or set ETCD_BIN)"
             )
         if fresh or self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="etcd-test-")
-            self.client_port, self.peer_port = free_port(), free_port()
+            if not self.initial_cluster:
+                self.client_port, self.peer_port = free_port(), free_port()
         root = Path(self._tmp.name)
         if self._log_file is not None:
             self._log_file.close()
         args = etcd_command(
             self.binary, self.name, root / "data", self.client_port, self.peer_port
         )
+        if self.initial_cluster:
+            args = _clustered(args, self.initial_cluster)
         self._log_file = (root / "etcd.log").open("ab")
         self._proc = subprocess.Popen(
             args,
@@ -208,6 +214,72 @@ class EtcdServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.stop_sync()
+
+
+def _clustered(args: list[str], initial_cluster: str) -> list[str]:
+    """A one-member command made a member of ``initial_cluster``, with timings a
+    loaded 2-core machine keeps (a 250 ms election timeout flaps between peers)."""
+    out = list(args)
+    for flag, value in (
+        ("--initial-cluster", initial_cluster),
+        ("--heartbeat-interval", "50"),
+        ("--election-timeout", "1000"),
+    ):
+        out[out.index(flag) + 1] = value
+    return out
+
+
+class EtcdCluster:
+    """``size`` etcd members on loopback forming one cluster (fresh ports and data).
+
+    ``members[i].endpoint`` is each member's client address; ``endpoints`` all
+    of them. Started and stopped as a whole (``with EtcdCluster(3) as c``);
+    a member removed from the cluster exits by itself, which stopping allows.
+    """
+
+    def __init__(self, size: int = 3, *, binary: str | None = None) -> None:
+        self.members = [EtcdServer(binary=binary, name=f"etcd-{i}") for i in range(size)]
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [m.endpoint for m in self.members]
+
+    def logs(self) -> str:
+        return "\n".join(f"----- {m.name} -----\n{m.logs()[-6000:]}" for m in self.members)
+
+    def start_sync(self) -> None:
+        for attempt in range(3):  # a free port may be taken before etcd binds it
+            for m in self.members:
+                m.client_port, m.peer_port = free_port(), free_port()
+            initial = ",".join(f"{m.name}=http://127.0.0.1:{m.peer_port}" for m in self.members)
+            for m in self.members:
+                m.initial_cluster = initial
+                m._spawn()
+            deadline = time.monotonic() + _READY_TIMEOUT
+            try:
+                while not all(m._healthy() for m in self.members):
+                    for m in self.members:
+                        m._check_alive()
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"etcd cluster not healthy in {_READY_TIMEOUT}s")
+                    time.sleep(_POLL)
+                return
+            except RuntimeError as exc:
+                logs = self.logs()
+                self.stop_sync()
+                if attempt == 2 or "address already in use" not in logs:
+                    raise RuntimeError(f"{exc}\n{logs}") from None
+
+    def stop_sync(self) -> None:
+        for m in self.members:
+            m.stop_sync()
+
+    def __enter__(self) -> EtcdCluster:
+        self.start_sync()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.stop_sync()
 
 

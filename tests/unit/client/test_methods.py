@@ -59,6 +59,7 @@ def test_table_covers_every_service() -> None:
         "consul.config.v1.ConfigService",
         "consul.acl.v1.ACLService",
         "consul.query.v1.PreparedQueryService",
+        "consul.operator.v1.OperatorService",
         "consul.subscribe.v1.SubscribeService",
     }
     forwarded = {s.full_name for s in CLIENT_FORWARDED_SERVICES}
