@@ -1,7 +1,7 @@
 """The operator's CLI over Consul's HTTP API: Consul's command names, flags and output.
 
 ``consul-grpc members|join|leave|force-leave|reload|maint|monitor|info|
-catalog|services|kv|lock|event|watch|validate|snapshot|config``, one module per family, all
+catalog|services|kv|lock|event|watch|validate|snapshot|config|rtt``, one module per family, all
 through the small HTTP client in :mod:`agent.commands.api` (which honours
 ``CONSUL_HTTP_ADDR``, ``CONSUL_HTTP_TOKEN``, ``CONSUL_HTTP_SSL`` and
 ``CONSUL_CACERT``). ``agent.cli`` hands a command line here when
@@ -24,6 +24,7 @@ from agent.commands import (
     catalog_cmds,
     kv_cmds,
     lock_cmd,
+    rtt_cmd,
     snapshot_config_cmds,
     watch_cmd,
 )
@@ -51,6 +52,7 @@ COMMANDS = frozenset(
         "watch",
         "snapshot",
         "config",
+        "rtt",
     }
 )
 
@@ -74,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
     lock_cmd.add_parsers(sub)
     watch_cmd.add_parsers(sub)
     snapshot_config_cmds.add_parsers(sub)
+    rtt_cmd.add_parsers(sub)
     return root
 
 

@@ -8,6 +8,7 @@ the text the caller answers (Consul's ``rejected bad coordinate: ...``).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -68,7 +69,7 @@ def check(coord: Coordinate, config: Config | None = None) -> None:
     """ValueError unless ``coord`` is finite and of the servers' dimensionality."""
     cfg = config or Config()
     if len(coord.vec) != cfg.dimensionality or not coord.is_valid():
-        raise ValueError(f"rejected bad coordinate: {coord_json(coord)}")
+        raise ValueError(f"rejected bad coordinate: {json.dumps(coord_json(coord))}")
 
 
 def rtt_between(a: Coordinate, b: Coordinate) -> float:

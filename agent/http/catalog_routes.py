@@ -13,6 +13,7 @@ from aiohttp import web
 
 from agent.errors import InvalidArgument
 from agent.http.base import context, front_cached, json_response, read_json
+from agent.http.coordinate_routes import near_sorted
 from agent.http.decode import STATUS_BY_NAME, catalog_deregister, catalog_register
 from agent.http.params import (
     Fields,
@@ -134,9 +135,9 @@ def add_catalog_routes(router: web.UrlDispatcher) -> None:
     router.add_put("/v1/catalog/register", register)
     router.add_put("/v1/catalog/deregister", deregister)
     router.add_get("/v1/catalog/datacenters", datacenters)
-    router.add_get("/v1/catalog/nodes", front_cached(nodes))
+    router.add_get("/v1/catalog/nodes", near_sorted(front_cached(nodes)))
     router.add_get("/v1/catalog/services", front_cached(services))
-    router.add_get("/v1/catalog/service/{service}", front_cached(service))
+    router.add_get("/v1/catalog/service/{service}", near_sorted(front_cached(service)))
     router.add_get("/v1/catalog/node/{node}", front_cached(node))
 
 
@@ -197,6 +198,6 @@ async def checks_in_state(request: web.Request) -> web.Response:
 
 def add_health_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/health/node/{node}", front_cached(node_checks))
-    router.add_get("/v1/health/checks/{service}", front_cached(service_checks))
-    router.add_get("/v1/health/service/{service}", front_cached(service_health))
-    router.add_get("/v1/health/state/{state}", checks_in_state)
+    router.add_get("/v1/health/checks/{service}", near_sorted(front_cached(service_checks)))
+    router.add_get("/v1/health/service/{service}", near_sorted(front_cached(service_health)))
+    router.add_get("/v1/health/state/{state}", near_sorted(checks_in_state))
