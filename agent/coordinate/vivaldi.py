@@ -76,7 +76,7 @@ def _mul(v: list[float], factor: float) -> list[float]:
 
 
 def _magnitude(v: list[float]) -> float:
-    return math.sqrt(sum(x * x for x in v))
+    return math.hypot(*v)
 
 
 def _duration_seconds(seconds: float) -> float:
@@ -162,7 +162,7 @@ class Coordinate:
 
     def raw_distance_to(self, other: Coordinate) -> float:
         """The Vivaldi distance in seconds, without adjustments."""
-        return _magnitude(_diff(self.vec, other.vec)) + self.height + other.height
+        return math.dist(self.vec, other.vec) + self.height + other.height
 
 
 @dataclass(slots=True)
