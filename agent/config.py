@@ -40,6 +40,8 @@ _DURATIONS = {
     "leader_ttl",
     "rebalance_interval",
     "max_query_time",
+    "sync_coordinate_interval_min",
+    "coordinate_update_period",
 }
 
 
@@ -151,6 +153,15 @@ class AgentConfig:
     alt_domain: str = ""
     recursors: tuple[str, ...] = ()
     dns_config: dict[str, Any] = field(default_factory=dict)
+    # Network coordinates (agent.coordinate): Consul's keys and defaults. Agents
+    # send theirs every max(members / rate_target, interval_min) s plus a
+    # stagger; servers write what they were sent once per update period.
+    disable_coordinates: bool = False
+    sync_coordinate_rate_target: float = 64.0
+    sync_coordinate_interval_min: float = 15.0
+    coordinate_update_period: float = 5.0
+    coordinate_update_batch_size: int = 128
+    coordinate_update_max_batches: int = 5
 
     def validated(self) -> AgentConfig:
         if not self.datacenter or not all(c.isalnum() or c in "-_" for c in self.datacenter):
@@ -168,6 +179,18 @@ class AgentConfig:
             )
         if self.suspect_timeout < 1:
             raise InvalidArgument("suspect_timeout must be at least 1s")
+        if self.sync_coordinate_rate_target <= 0 or self.sync_coordinate_interval_min <= 0:
+            raise InvalidArgument(
+                "sync_coordinate_rate_target and sync_coordinate_interval_min must be positive"
+            )
+        if (
+            self.coordinate_update_period <= 0
+            or self.coordinate_update_batch_size < 1
+            or self.coordinate_update_max_batches < 1
+        ):
+            raise InvalidArgument(
+                "consul.coordinate update period and batch sizes must be positive"
+            )
         if self.rpc_rate is not None and self.rpc_rate <= 0:
             raise InvalidArgument("rpc_rate must be positive")
         if self.rpc_max_burst < 1:

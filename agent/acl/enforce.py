@@ -199,6 +199,7 @@ _A = "/consul.agent.v1.AgentService/"
 _SNAP = "/consul.snapshot.v1.SnapshotService/"
 _CFG = "/consul.config.v1.ConfigService/"
 _OP = "/consul.operator.v1.OperatorService/"
+_CO = "/consul.coordinate.v1.CoordinateService/"
 
 
 async def _catalog_register(gate: Gate, authz: Authorizer, req: cpb.RegisterRequest) -> None:
@@ -476,7 +477,20 @@ def _post_config_list(gate: Gate, authz: Authorizer, req: Any, resp: Any) -> Non
     _mark(resp, cut)
 
 
+async def _coordinate_update(gate: Gate, authz: Authorizer, req: Any) -> None:
+    # Consul's Coordinate.Update: node:write on the node whose coordinate it is.
+    _need(authz, "node", req.node, Access.WRITE)
+
+
+def _post_coordinates(gate: Gate, authz: Authorizer, req: Any, resp: Any) -> None:
+    # Consul's filterACL for coordinates: only nodes the token may read.
+    kept, cut = _keep(list(resp.coordinates), lambda c: authz.node_read(c.node))
+    _replace(resp, "coordinates", kept)
+    _mark(resp, cut)
+
+
 PRE: dict[str, Pre] = {
+    _CO + "Update": _coordinate_update,
     _SNAP + "Save": _management,
     _SNAP + "ReadChunk": _management,
     _SNAP + "BeginRestore": _management,
@@ -515,6 +529,8 @@ PRE: dict[str, Pre] = {
 }
 
 POST: dict[str, Post] = {
+    _CO + "ListNodes": _post_coordinates,
+    _CO + "GetNode": _post_coordinates,
     _CFG + "List": _post_config_list,
     _C + "ListNodes": _post_nodes,
     _C + "ListServices": _post_services,

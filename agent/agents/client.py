@@ -26,6 +26,7 @@ from agent.durations import seconds_duration
 from agent.errors import InvalidArgument
 from agent.local.core import LocalAgent
 from agent.membership.client import MembershipClient
+from agent.membership.coordinates import CoordinateSync, CoordinateTracker, coordinate_samples
 from agent.metrics import (
     Sample,
     client_samples,
@@ -90,6 +91,8 @@ class ClientAgent(AgentBase):
             burst=config.rpc_max_burst,
             hold_timeout=config.rpc_hold_timeout,
         )
+        # The LAN coordinate, fed by the heartbeats' round-trip times.
+        self.lan_coords = CoordinateTracker(config.node_name)
         self.membership = MembershipClient(
             self.member,
             self.router,
@@ -97,6 +100,7 @@ class ClientAgent(AgentBase):
             list(config.retry_join),
             heartbeat_interval=max(0.25, config.suspect_timeout / 4),
             on_servers_changed=self._servers_changed,
+            coordinates=None if config.disable_coordinates else self.lan_coords,
         )
         self.acl = client_acl(config, self.client, lambda: self.local.state)
         # Discovery reads (HTTP, gRPC, DNS) are answered from views fed by
@@ -131,6 +135,15 @@ class ClientAgent(AgentBase):
         )
         self._had_servers = False
         self.operator.join = self._join
+        self.coordinate_sync = CoordinateSync(
+            self.lan_coords,
+            self.acl.anti_entropy,
+            node=config.node_name,
+            datacenter=config.datacenter,
+            cluster_size=lambda: max(1, len(self.membership.members)),
+            rate_target=config.sync_coordinate_rate_target,
+            interval_min=config.sync_coordinate_interval_min,
+        )
 
     # ----- identity ------------------------------------------------------
 
@@ -175,6 +188,7 @@ class ClientAgent(AgentBase):
         yield from router_samples(self.router)
         yield from local_samples(self.local)
         yield from member_samples(self.membership.members.values(), self.membership.events, "lan")
+        yield from coordinate_samples(self.lan_coords, self.coordinate_sync)
         yield Sample(
             "consul_membership_reconnects",
             "counter",
@@ -193,6 +207,8 @@ class ClientAgent(AgentBase):
             heartbeat_interval=seconds_duration(self.membership.heartbeat_interval),
         )
         resp.start_time.FromNanoseconds(int(self.start_time * 1e9))
+        if not cfg.disable_coordinates:
+            resp.coordinate.CopyFrom(self.lan_coords.message())
         now_mono, now_wall = time.monotonic(), time.time()
         for state in self.router.state().values():
             rs = resp.routers.add(
@@ -268,6 +284,9 @@ class ClientAgent(AgentBase):
         )
         await self.local.start()
         self.on_stop(stack, "local", self.local.aclose)
+        if not cfg.disable_coordinates:
+            await self.coordinate_sync.start()
+            self.on_stop(stack, "coordinate-sync", self.coordinate_sync.aclose)
         await grpc_server.start()
         await self.start_http(
             stack,

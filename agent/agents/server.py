@@ -22,9 +22,11 @@ from agent.acl.enforce import authorize_subscribe, guard
 from agent.acl.wiring import TokenInvoker, server_acl
 from agent.agents.base import AgentBase
 from agent.config import VERSION, AgentConfig
+from agent.coordinate import Coordinate
 from agent.durations import seconds_duration
 from agent.errors import InvalidArgument
 from agent.local.core import LocalAgent
+from agent.membership.coordinates import CoordinateSync, CoordinateTracker, coordinate_samples
 from agent.membership.hub import MemberHub, wan_member
 from agent.metrics import (
     Sample,
@@ -39,6 +41,13 @@ from agent.router import Router
 from agent.rpc.handlers import Dispatcher, Forwarder
 from agent.rpc.methods import SERVER_SERVICES
 from agent.server.config_entries import ConfigEndpoint
+from agent.server.coordinates import (
+    BatchConfig,
+    CoordinateBatcher,
+    CoordinateEndpoint,
+    ServerProber,
+    batcher_samples,
+)
 from agent.server.endpoints import (
     CatalogEndpoint,
     EventEndpoint,
@@ -59,6 +68,7 @@ from agent.server.wan import WanForwarder, WanLinks
 from agent.state.acl import ACLState
 from agent.state.catalog import Catalog
 from agent.state.config_entries import ConfigEntries
+from agent.state.coordinates import CoordinateState
 from agent.state.events import EventState
 from agent.state.kv import KVState
 from agent.state.members import Members
@@ -132,6 +142,19 @@ class ServerAgent(AgentBase):
         )
         self.forwarder = forward or WanForwarder(self.wan_router, self.pool)
         self.heartbeat_interval = max(0.25, config.suspect_timeout / 4)
+        # Network coordinates: the LAN one (probes of other servers), the WAN
+        # one (WAN heartbeats), and the batcher of the agents' Coordinate.Update.
+        self.lan_coords = CoordinateTracker(config.node_name)
+        self.wan_coords = CoordinateTracker(f"{config.node_name}.{config.datacenter}")
+        self.coordinates = CoordinateState(self.store, self.replica)
+        self.coordinate_batcher = CoordinateBatcher(
+            self.coordinates,
+            BatchConfig(
+                config.coordinate_update_period,
+                config.coordinate_update_batch_size,
+                config.coordinate_update_max_batches,
+            ),
+        )
         self.rpc_address = ""
         self.grpc_address = ""
         self.leader: LeaderElection | None = None
@@ -143,6 +166,7 @@ class ServerAgent(AgentBase):
             seeds=list(config.retry_join_wan),
             wan_hub=self.wan_hub,
             heartbeat_interval=self.heartbeat_interval,
+            coordinates=self.wan_coords,
         )
         self.dispatch = Dispatcher(config.datacenter, self.forwarder)
         # Subscriptions (agent.stream) and this server's own views (agent.views).
@@ -175,6 +199,21 @@ class ServerAgent(AgentBase):
             enable_script_checks=config.enable_script_checks,
         )
         self.operator.join = self._join
+        self.prober = ServerProber(
+            self.lan_coords,
+            self.pool,
+            lambda: self.hub.members.values(),
+            interval=self.heartbeat_interval,
+        )
+        self.coordinate_sync = CoordinateSync(
+            self.lan_coords,
+            TokenInvoker(self.dispatch, lambda: self.acl.resolver.tokens.agent),
+            node=config.node_name,
+            datacenter=config.datacenter,
+            cluster_size=lambda: max(1, len(self.hub.members)),
+            rate_target=config.sync_coordinate_rate_target,
+            interval_min=config.sync_coordinate_interval_min,
+        )
 
         self.acl = server_acl(
             config,
@@ -212,6 +251,8 @@ class ServerAgent(AgentBase):
         yield from member_samples(self.wan_hub.members.values(), self.wan_hub.events, "wan")
         yield from views_samples(self.views)
         yield from stream_samples(self.publisher)
+        yield from coordinate_samples(self.lan_coords, self.coordinate_sync)
+        yield from batcher_samples(self.coordinate_batcher)
         leader = self.leader
         yield Sample(
             "consul_server_is_leader",
@@ -231,6 +272,8 @@ class ServerAgent(AgentBase):
             heartbeat_interval=seconds_duration(self.heartbeat_interval),
         )
         resp.start_time.FromNanoseconds(int(self.start_time * 1e9))
+        if not self.config.disable_coordinates:
+            resp.coordinate.CopyFrom(self.lan_coords.message())
         leader = self.leader
         resp.stats.update(
             {
@@ -341,6 +384,9 @@ class ServerAgent(AgentBase):
             heartbeat_interval=self.heartbeat_interval,
             single_server=self.store.kind == "memory",
             peers=self.peers,
+            lan_coords=self.lan_coords,
+            wan_coords=self.wan_coords,
+            coordinate_state=self.coordinates,
         )
         self.context = ctx
         endpoints: list[object] = [
@@ -359,6 +405,9 @@ class ServerAgent(AgentBase):
             self._operator_endpoint(ctx),
             GatedSubscribe(
                 self.subscribe, lambda req: authorize_subscribe(self.acl.gate.resolver, req)
+            ),
+            CoordinateEndpoint(
+                self.coordinates, self.coordinate_batcher, ctx.meta, self.wan_coordinates
             ),
         ]
         endpoints = [
@@ -407,6 +456,13 @@ class ServerAgent(AgentBase):
         await self.start_dns(stack, invoker=self.reads)
         self._loops.spawn(self._stay_alive(), "server-heartbeat")
         self.on_stop(stack, "heartbeat", self._loops.aclose)
+        await self.coordinate_batcher.start()
+        self.on_stop(stack, "coordinate-batcher", self.coordinate_batcher.aclose)
+        if not cfg.disable_coordinates:
+            await self.prober.start()
+            self.on_stop(stack, "coordinate-prober", self.prober.aclose)
+            await self.coordinate_sync.start()
+            self.on_stop(stack, "coordinate-sync", self.coordinate_sync.aclose)
         logger.info(
             "server agent started node=%s datacenter=%s store=%s rpc=%s grpc=%s http=%s"
             " https=%s grpc_tls=%s",
@@ -442,6 +498,27 @@ class ServerAgent(AgentBase):
             meta=ctx.meta,
             datacenter=self.config.datacenter,
         )
+
+    def wan_coordinates(self) -> dict[str, dict[str, Coordinate]]:
+        """Datacenter -> server node -> WAN coordinate: ours and those heard over
+        the WAN (Serf's cached coordinates of the WAN pool), for alive members."""
+        view = self._wan_view()
+        alive = {n for n, m in view.items() if m.status == mpb.MEMBER_STATUS_ALIVE}
+        alive.add(self.wan_coords.name)
+        out: dict[str, dict[str, Coordinate]] = {}
+        for name, coord in self.wan_coords.cache.items():
+            if name not in alive:
+                continue
+            node, _, dc = name.rpartition(".")
+            if node and dc:
+                out.setdefault(dc, {})[node] = coord
+        return out
+
+    def _wan_view(self) -> dict[str, mpb.Member]:
+        view = {m.name: m for m in self.wan_hub.members.values()}
+        for link in self.links.links.values():
+            view.update(link.members)
+        return view
 
     def _datacenter_of(self, address: str) -> str | None:
         """The datacenter of the server at ``address``, if known (the name its TLS

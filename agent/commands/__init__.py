@@ -1,8 +1,8 @@
 """The operator's CLI over Consul's HTTP API: Consul's command names, flags and output.
 
 ``consul-grpc members|join|leave|force-leave|reload|maint|monitor|info|
-catalog|services|kv|lock|event|watch|validate|snapshot|config|operator``, one module per family, all
-through the small HTTP client in :mod:`agent.commands.api` (which honours
+catalog|services|kv|lock|event|watch|validate|snapshot|config|operator|rtt``, one
+module per family, all through the small HTTP client in :mod:`agent.commands.api` (which honours
 ``CONSUL_HTTP_ADDR``, ``CONSUL_HTTP_TOKEN``, ``CONSUL_HTTP_SSL`` and
 ``CONSUL_CACERT``). ``agent.cli`` hands a command line here when
 :func:`handles` says so: the commands above, unless ``--grpc-addr`` asks for
@@ -25,6 +25,7 @@ from agent.commands import (
     kv_cmds,
     lock_cmd,
     operator_cmds,
+    rtt_cmd,
     snapshot_config_cmds,
     watch_cmd,
 )
@@ -53,6 +54,7 @@ COMMANDS = frozenset(
         "snapshot",
         "config",
         "operator",
+        "rtt",
     }
 )
 
@@ -77,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
     watch_cmd.add_parsers(sub)
     snapshot_config_cmds.add_parsers(sub)
     operator_cmds.add_parsers(sub)
+    rtt_cmd.add_parsers(sub)
     return root
 
 

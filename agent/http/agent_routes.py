@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.config import VERSION
+from agent.coordinate import coord_json, from_proto
 from agent.errors import ConsulError, InvalidArgument, NotFound
 from agent.http.base import context, json_response
 from agent.http.central_config import CentralConfig
@@ -83,7 +84,8 @@ async def agent_self(request: web.Request) -> web.Response:
     }
     body = {
         "Config": config,
-        "Coord": None,
+        # The agent's LAN coordinate, Consul's Coord JSON (null when disabled).
+        "Coord": coord_json(from_proto(resp.coordinate)) if resp.HasField("coordinate") else None,
         "DebugConfig": debug,
         "Member": member,
         "Meta": {},

@@ -28,6 +28,7 @@ from agent.http.base import CONTEXT, Context, error_middleware
 from agent.http.catalog_routes import add_catalog_routes, add_health_routes
 from agent.http.config_routes import add_config_routes
 from agent.http.connect_routes import add_connect_routes
+from agent.http.coordinate_routes import add_coordinate_routes
 from agent.http.event_routes import add_event_routes
 from agent.http.kv_routes import add_kv_routes, add_status_routes
 from agent.http.limits import (
@@ -90,6 +91,7 @@ def build_app(
     add_txn_routes(app.router)
     add_snapshot_routes(app.router)
     add_config_routes(app.router)
+    add_coordinate_routes(app.router)
     add_acl_routes(app.router)
     add_ui_routes(app.router, serve_ui=ui)
     add_query_routes(app.router)

@@ -17,6 +17,7 @@ from agent.errors import InvalidArgument
 from agent.filter import apply_filter
 from agent.http.base import context, front_cached, json_response, read_json
 from agent.http.central_config import CentralConfig
+from agent.http.coordinate_routes import near_sorted
 from agent.http.decode import STATUS_BY_NAME, catalog_deregister, catalog_register
 from agent.http.params import (
     Fields,
@@ -177,9 +178,11 @@ def add_catalog_routes(router: web.UrlDispatcher) -> None:
     router.add_put("/v1/catalog/register", register)
     router.add_put("/v1/catalog/deregister", deregister)
     router.add_get("/v1/catalog/datacenters", datacenters)
-    router.add_get("/v1/catalog/nodes", peered(front_cached(nodes), []))
+    router.add_get("/v1/catalog/nodes", peered(near_sorted(front_cached(nodes)), []))
     router.add_get("/v1/catalog/services", peered(front_cached(services), {}))
-    router.add_get("/v1/catalog/service/{service}", peered(front_cached(service), []))
+    router.add_get(
+        "/v1/catalog/service/{service}", peered(near_sorted(front_cached(service)), [])
+    )
     router.add_get("/v1/catalog/node/{node}", peered(front_cached(node), None))
 
 
@@ -249,6 +252,10 @@ async def checks_in_state(request: web.Request) -> web.Response:
 
 def add_health_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/health/node/{node}", peered(front_cached(node_checks), []))
-    router.add_get("/v1/health/checks/{service}", peered(front_cached(service_checks), []))
-    router.add_get("/v1/health/service/{service}", peered(front_cached(service_health), []))
-    router.add_get("/v1/health/state/{state}", checks_in_state)
+    router.add_get(
+        "/v1/health/checks/{service}", peered(near_sorted(front_cached(service_checks)), [])
+    )
+    router.add_get(
+        "/v1/health/service/{service}", peered(near_sorted(front_cached(service_health)), [])
+    )
+    router.add_get("/v1/health/state/{state}", near_sorted(checks_in_state))

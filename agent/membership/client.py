@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 
 import grpc
@@ -25,6 +26,7 @@ from google.protobuf.message import Message
 
 from agent.durations import duration_seconds
 from agent.errors import ConsulError
+from agent.membership.coordinates import CoordinateTracker
 from agent.pool import ConnPool, is_transport_failure
 from agent.router import Manager, Router, Server
 from agent.rpc.methods import MethodSpec, method_spec
@@ -61,10 +63,13 @@ class MembershipClient:
         datacenter: str | None = None,
         wan: bool = False,
         on_foreign_server: Callable[[mpb.Member], None] | None = None,
+        coordinates: CoordinateTracker | None = None,
     ) -> None:
         """``wan``: this is a WAN link of a server to ``datacenter``'s servers
         (their WAN view); servers of further datacenters it reports go to
-        ``on_foreign_server`` instead of being skipped."""
+        ``on_foreign_server`` instead of being skipped. ``coordinates``: the
+        tracker each heartbeat's round-trip time (and the coordinate the
+        server answers with) is fed to."""
         self.member = member
         self.router = router
         self.pool = pool
@@ -75,6 +80,7 @@ class MembershipClient:
         self._datacenter = datacenter or router.local_datacenter
         self.wan = wan
         self.on_foreign_server = on_foreign_server
+        self.coordinates = coordinates
         self.members: dict[str, mpb.Member] = {}
         self.joined = asyncio.Event()
         self.events = 0
@@ -151,12 +157,18 @@ class MembershipClient:
             self.router.notify_failed_server(server)
 
     async def _call(self, spec: MethodSpec, request: Message) -> Message:
+        return (await self._timed_call(spec, request))[0]
+
+    async def _timed_call(self, spec: MethodSpec, request: Message) -> tuple[Message, str, float]:
+        """The response, the name (else address) of the server, the round-trip time."""
         address, server = self._target()
+        started = time.monotonic()
         try:
-            return await self.pool.call(address, spec, request, CALL_TIMEOUT)
+            resp = await self.pool.call(address, spec, request, CALL_TIMEOUT)
         except (grpc.aio.AioRpcError, ConnectionError) as exc:
             self._failed(server, address, exc)
             raise
+        return resp, server.name if server is not None else address, time.monotonic() - started
 
     # ----- join and heartbeat ------------------------------------------
 
@@ -176,11 +188,14 @@ class MembershipClient:
             await asyncio.sleep(self.heartbeat_interval)
             name = self.member().name
             try:
-                resp = await self._call(
-                    _HEARTBEAT,
-                    mpb.HeartbeatRequest(name=name, datacenter=self.datacenter, wan=self.wan),
-                )
+                tracker = self.coordinates
+                request = mpb.HeartbeatRequest(name=name, datacenter=self.datacenter, wan=self.wan)
+                if tracker is not None:
+                    request.coordinate.CopyFrom(tracker.message())
+                resp, peer, rtt = await self._timed_call(_HEARTBEAT, request)
                 assert isinstance(resp, mpb.HeartbeatResponse)
+                if tracker is not None and resp.HasField("coordinate"):
+                    tracker.observe(peer, resp.coordinate, rtt)
                 if not resp.known:
                     logger.warning("servers forgot this member; joining again node=%s", name)
                     address, _ = self._target()

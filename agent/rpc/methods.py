@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 from generated.consul.acl.v1 import acl_pb2
 from generated.consul.catalog.v1 import catalog_pb2
 from generated.consul.config.v1 import config_pb2
+from generated.consul.coordinate.v1 import coordinate_pb2
 from generated.consul.event.v1 import event_pb2
 from generated.consul.health.v1 import health_pb2
 from generated.consul.kv.v1 import kv_pb2
@@ -56,6 +57,7 @@ _FORWARDED_MODULES: tuple[ModuleType, ...] = (
     query_pb2,
     operator_pb2,
     subscribe_pb2,
+    coordinate_pb2,
 )
 
 

@@ -16,6 +16,7 @@ from agent.convert import check_name, query_meta, query_opts
 from agent.durations import seconds_duration
 from agent.errors import InvalidArgument
 from agent.filter import apply_filter
+from agent.membership.coordinates import CoordinateTracker
 from agent.membership.hub import MemberHub, wan_view
 from agent.server.leader import LeaderElection
 from agent.shapes import (
@@ -26,6 +27,7 @@ from agent.shapes import (
 )
 from agent.state.blocking import QueryOpts
 from agent.state.catalog import Catalog
+from agent.state.coordinates import CoordinateState
 from agent.state.events import EventState
 from agent.state.kv import KVState
 from agent.state.members import Members
@@ -82,6 +84,11 @@ class ServerContext:
     single_server: bool = False
     #: Server peers, for Status.Peers.
     peers: Callable[[], Sequence[str]] = field(default=lambda: ())
+    #: This server's LAN and WAN network coordinates (agent.membership.coordinates).
+    lan_coords: CoordinateTracker | None = None
+    wan_coords: CoordinateTracker | None = None
+    #: The nodes' coordinates in the catalog (prepared queries' Near sort).
+    coordinate_state: CoordinateState | None = None
 
     def meta(self, index: int) -> qpb.QueryMeta:
         return query_meta(index, self.leader.known_leader)
@@ -263,7 +270,10 @@ class StatusEndpoint:
         self.ctx = ctx
 
     async def Ping(self, req: spb.PingRequest) -> spb.PingResponse:
-        return spb.PingResponse(name=self.ctx.name, datacenter=self.ctx.datacenter)
+        resp = spb.PingResponse(name=self.ctx.name, datacenter=self.ctx.datacenter)
+        if self.ctx.lan_coords is not None:
+            resp.coordinate.CopyFrom(self.ctx.lan_coords.message())
+        return resp
 
     async def Leader(self, req: spb.LeaderRequest) -> spb.LeaderResponse:
         return spb.LeaderResponse(address=self.ctx.leader.leader_address)
@@ -308,7 +318,13 @@ class MembershipEndpoint:
 
     async def Heartbeat(self, req: mpb.HeartbeatRequest) -> mpb.HeartbeatResponse:
         check_name(req.name, "member name")
-        return mpb.HeartbeatResponse(known=await self._pool(req.wan).heartbeat(req.name))
+        resp = mpb.HeartbeatResponse(known=await self._pool(req.wan).heartbeat(req.name))
+        tracker = self.ctx.wan_coords if req.wan else self.ctx.lan_coords
+        if tracker is not None:
+            resp.coordinate.CopyFrom(tracker.message())
+            if req.wan and req.HasField("coordinate"):
+                tracker.remember(req.name, req.coordinate)
+        return resp
 
     async def Leave(self, req: mpb.LeaveRequest) -> mpb.LeaveResponse:
         check_name(req.name, "member name")

@@ -5,8 +5,10 @@ template is rendered for the asked name), read the service's health here,
 filter by tags (``tag`` required, ``!tag`` excluded, case-insensitively),
 node and service metadata and health (any critical or maintenance check
 drops an instance, ``OnlyPassing`` also drops warnings; ``IgnoreCheckIDs``
-never count), shuffle, move the ``Near`` node (``_agent``: the asking agent's
-node) to the front, apply the limit. When nothing is left and the query has a
+never count), shuffle, sort by estimated RTT from the ``Near`` node
+(``_agent``: the asking agent's node; Consul's ``sortNodesByDistanceFrom``
+over the nodes' network coordinates, those without one last) and move that
+node itself to the front, apply the limit. When nothing is left and the query has a
 ``Failover``, the other datacenters are tried in order, ``NearestN`` of them
 first (without network coordinates, "nearest" is the order the WAN pool lists
 them in, by name), then the listed ``Datacenters`` that are known and not yet
@@ -24,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from google.protobuf.message import Message
 
 from agent.convert import check_name, query_opts
+from agent.coordinate import sort_by_distance
 from agent.errors import ConsulError, NotFound
 from agent.rpc.methods import MethodSpec, method_spec
 from agent.server.endpoints import ServerContext
@@ -187,6 +190,9 @@ class PreparedQueryEndpoint:
         near = service.near
         if near == "_agent":
             near = source.node if source.datacenter in ("", self.ctx.datacenter) else ""
+        if near and self.ctx.coordinate_state is not None:
+            coords = await self.ctx.coordinate_state.by_node()
+            nodes = sort_by_distance(nodes, lambda e: e.node.name, near, coords)
         if near:
             nodes.sort(key=lambda e: e.node.name != near)
         if limit > 0:

@@ -28,6 +28,7 @@ from google.protobuf.message import Message
 from agent.client import Client
 from agent.errors import ConsulError, NoServers, RemoteDCUnreachable, Unavailable
 from agent.membership.client import MembershipClient
+from agent.membership.coordinates import CoordinateTracker
 from agent.membership.hub import MemberHub
 from agent.pool import ConnPool
 from agent.router import Router
@@ -83,8 +84,11 @@ class WanLinks:
         seeds: list[str],
         wan_hub: MemberHub,
         heartbeat_interval: float,
+        coordinates: CoordinateTracker | None = None,
     ) -> None:
         self.member = member
+        #: This server's WAN coordinate, fed by every link's heartbeats.
+        self.coordinates = coordinates
         self.router = router
         self.pool = pool
         self.seeds = list(seeds)
@@ -137,6 +141,7 @@ class WanLinks:
             datacenter=datacenter,
             wan=True,
             on_foreign_server=self._foreign,
+            coordinates=self.coordinates,
         )
         self.links[datacenter] = link
         # start() only spawns the link's own loops (they live in the link).

@@ -389,6 +389,9 @@ class Catalog:
                 ops.append(Delete(f"{NODESVC}{keys.q(node)}/", prefix=True))
                 ops.append(Delete(keys.node_checks(node), prefix=True))
                 bumps |= {keys.IDX_NODES, keys.IDX_SERVICES, keys.IDX_CHECKS}
+                # Its network coordinates go with it (Consul's deleteNodeTxn): a
+                # group of its own, so a small store's split plan still fits.
+                lead.append(([Delete(keys.node_coords(node), prefix=True)], {keys.IDX_COORDS}))
             if not ops and not lead:
                 return view.guard or (await self.store.get(keys.IDX_NODES))[1]
             index = await self._commit(node, view, ops, bumps, lead)

@@ -21,7 +21,9 @@ from urllib.parse import quote, unquote
 __all__ = [
     "ALIVE",
     "CHECKS",
+    "COORDS",
     "IDX_CHECKS",
+    "IDX_COORDS",
     "IDX_NODES",
     "IDX_SERVICE",
     "IDX_SERVICES",
@@ -37,6 +39,7 @@ __all__ = [
     "SESSIONS",
     "alive_key",
     "check_key",
+    "coord_key",
     "idx_node",
     "idx_service",
     "kv_key",
@@ -47,6 +50,7 @@ __all__ = [
     "member_key",
     "name_of",
     "node_checks",
+    "node_coords",
     "node_key",
     "node_services",
     "q",
@@ -67,6 +71,9 @@ LEADER = "leader/"
 SESSIONS = "sessions/"
 #: Prepared queries, ``queries/<uuid>`` (agent.state.queries).
 QUERIES = "queries/"
+#: Network coordinates, ``coord/<node>/<segment>`` (agent.state.coordinates).
+COORDS = "coord/"
+IDX_COORDS = "idx/coord/"
 IDX_NODES = "idx/nodes/"
 IDX_SERVICES = "idx/services/"
 IDX_CHECKS = "idx/checks/"
@@ -152,3 +159,11 @@ def member_key(pool: str, name: str) -> str:
 
 def alive_key(pool: str, name: str) -> str:
     return f"{ALIVE}{pool}/{q(name)}"
+
+
+def node_coords(node: str) -> str:
+    return f"{COORDS}{q(node)}/"
+
+
+def coord_key(node: str, segment: str) -> str:
+    return f"{COORDS}{q(node)}/{q(segment)}"

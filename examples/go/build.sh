@@ -36,6 +36,7 @@ mkdir -p "$gopath/src/consulgrpc.example/cmd/example"
 files=(
   consul/common/v1/query.proto
   consul/common/v1/types.proto
+  consul/coordinate/v1/coordinate.proto
   consul/membership/v1/membership.proto
   consul/agent/v1/agent.proto
   consul/catalog/v1/catalog.proto

@@ -61,6 +61,7 @@ def test_table_covers_every_service() -> None:
         "consul.query.v1.PreparedQueryService",
         "consul.operator.v1.OperatorService",
         "consul.subscribe.v1.SubscribeService",
+        "consul.coordinate.v1.CoordinateService",
     }
     forwarded = {s.full_name for s in CLIENT_FORWARDED_SERVICES}
     assert "consul.subscribe.v1.SubscribeService" not in forwarded  # agents' own business

@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from generated.consul.common.v1 import types_pb2 as consul_dot_common_dot_v1_dot_types__pb2
+from generated.consul.coordinate.v1 import coordinate_pb2 as consul_dot_coordinate_dot_v1_dot_coordinate__pb2
 from generated.consul.membership.v1 import membership_pb2 as consul_dot_membership_dot_v1_dot_membership__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63onsul/agent/v1/agent.proto\x12\x0f\x63onsul.agent.v1\x1a\x1c\x63onsul/common/v1/types.proto\x1a%consul/membership/v1/membership.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x01\n\x11ServiceDefinition\x12*\n\x07service\x18\x01 \x01(\x0b\x32\x19.consul.common.v1.Service\x12\x30\n\x06\x63hecks\x18\x02 \x03(\x0b\x32 .consul.agent.v1.CheckDefinition\x12;\n\x0fsidecar_service\x18\x03 \x01(\x0b\x32\".consul.agent.v1.ServiceDefinition\"\xbb\x01\n\x0f\x43heckDefinition\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05notes\x18\x03 \x01(\t\x12\x12\n\nservice_id\x18\x04 \x01(\t\x12.\n\x06status\x18\x05 \x01(\x0e\x32\x1e.consul.common.v1.HealthStatus\x12\x35\n\ndefinition\x18\x06 \x01(\x0b\x32!.consul.common.v1.CheckDefinition\"\x80\x01\n\x16RegisterServiceRequest\x12\x36\n\ndefinition\x18\x01 \x01(\x0b\x32\".consul.agent.v1.ServiceDefinition\x12\r\n\x05token\x18\x02 \x01(\t\x12\x1f\n\x17replace_existing_checks\x18\x03 \x01(\x08\"\x19\n\x17RegisterServiceResponse\"=\n\x18\x44\x65registerServiceRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x1b\n\x19\x44\x65registerServiceResponse\"V\n\x14RegisterCheckRequest\x12/\n\x05\x63heck\x18\x01 \x01(\x0b\x32 .consul.agent.v1.CheckDefinition\x12\r\n\x05token\x18\x02 \x01(\t\"\x17\n\x15RegisterCheckResponse\"9\n\x16\x44\x65registerCheckRequest\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x19\n\x17\x44\x65registerCheckResponse\"s\n\x10UpdateTTLRequest\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.consul.common.v1.HealthStatus\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\"\x13\n\x11UpdateTTLResponse\"%\n\x13ListServicesRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"C\n\x14ListServicesResponse\x12+\n\x08services\x18\x01 \x03(\x0b\x32\x19.consul.common.v1.Service\"#\n\x11ListChecksRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"C\n\x12ListChecksResponse\x12-\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x1d.consul.common.v1.HealthCheck\"!\n\x12ListMembersRequest\x12\x0b\n\x03wan\x18\x01 \x01(\x08\"D\n\x13ListMembersResponse\x12-\n\x07members\x18\x01 \x03(\x0b\x32\x1c.consul.membership.v1.Member\"\r\n\x0bSelfRequest\"A\n\x0cRouterServer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ndatacenter\x18\x03 \x01(\t\"\x96\x01\n\x0bRouterState\x12\x12\n\ndatacenter\x18\x01 \x01(\t\x12.\n\x07servers\x18\x02 \x03(\x0b\x32\x1d.consul.agent.v1.RouterServer\x12\x0f\n\x07offline\x18\x03 \x01(\x08\x12\x32\n\x0enext_rebalance\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x81\x03\n\x0cSelfResponse\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x12\n\ndatacenter\x18\x02 \x01(\t\x12\x0e\n\x06server\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\t\x12,\n\x06member\x18\x05 \x01(\x0b\x32\x1c.consul.membership.v1.Member\x12-\n\x07routers\x18\x06 \x03(\x0b\x32\x1c.consul.agent.v1.RouterState\x12\x37\n\x05stats\x18\x07 \x03(\x0b\x32(.consul.agent.v1.SelfResponse.StatsEntry\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x12heartbeat_interval\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x1a,\n\nStatsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x12MaintenanceRequest\x12\x0e\n\x06\x65nable\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nservice_id\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\"\x15\n\x13MaintenanceResponse2\xbb\x07\n\x0c\x41gentService\x12\x64\n\x0fRegisterService\x12\'.consul.agent.v1.RegisterServiceRequest\x1a(.consul.agent.v1.RegisterServiceResponse\x12j\n\x11\x44\x65registerService\x12).consul.agent.v1.DeregisterServiceRequest\x1a*.consul.agent.v1.DeregisterServiceResponse\x12^\n\rRegisterCheck\x12%.consul.agent.v1.RegisterCheckRequest\x1a&.consul.agent.v1.RegisterCheckResponse\x12\x64\n\x0f\x44\x65registerCheck\x12\'.consul.agent.v1.DeregisterCheckRequest\x1a(.consul.agent.v1.DeregisterCheckResponse\x12R\n\tUpdateTTL\x12!.consul.agent.v1.UpdateTTLRequest\x1a\".consul.agent.v1.UpdateTTLResponse\x12`\n\x0cListServices\x12$.consul.agent.v1.ListServicesRequest\x1a%.consul.agent.v1.ListServicesResponse\"\x03\x90\x02\x01\x12Z\n\nListChecks\x12\".consul.agent.v1.ListChecksRequest\x1a#.consul.agent.v1.ListChecksResponse\"\x03\x90\x02\x01\x12]\n\x0bListMembers\x12#.consul.agent.v1.ListMembersRequest\x1a$.consul.agent.v1.ListMembersResponse\"\x03\x90\x02\x01\x12H\n\x04Self\x12\x1c.consul.agent.v1.SelfRequest\x1a\x1d.consul.agent.v1.SelfResponse\"\x03\x90\x02\x01\x12X\n\x0bMaintenance\x12#.consul.agent.v1.MaintenanceRequest\x1a$.consul.agent.v1.MaintenanceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63onsul/agent/v1/agent.proto\x12\x0f\x63onsul.agent.v1\x1a\x1c\x63onsul/common/v1/types.proto\x1a%consul/coordinate/v1/coordinate.proto\x1a%consul/membership/v1/membership.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x01\n\x11ServiceDefinition\x12*\n\x07service\x18\x01 \x01(\x0b\x32\x19.consul.common.v1.Service\x12\x30\n\x06\x63hecks\x18\x02 \x03(\x0b\x32 .consul.agent.v1.CheckDefinition\x12;\n\x0fsidecar_service\x18\x03 \x01(\x0b\x32\".consul.agent.v1.ServiceDefinition\"\xbb\x01\n\x0f\x43heckDefinition\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05notes\x18\x03 \x01(\t\x12\x12\n\nservice_id\x18\x04 \x01(\t\x12.\n\x06status\x18\x05 \x01(\x0e\x32\x1e.consul.common.v1.HealthStatus\x12\x35\n\ndefinition\x18\x06 \x01(\x0b\x32!.consul.common.v1.CheckDefinition\"\x80\x01\n\x16RegisterServiceRequest\x12\x36\n\ndefinition\x18\x01 \x01(\x0b\x32\".consul.agent.v1.ServiceDefinition\x12\r\n\x05token\x18\x02 \x01(\t\x12\x1f\n\x17replace_existing_checks\x18\x03 \x01(\x08\"\x19\n\x17RegisterServiceResponse\"=\n\x18\x44\x65registerServiceRequest\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x1b\n\x19\x44\x65registerServiceResponse\"V\n\x14RegisterCheckRequest\x12/\n\x05\x63heck\x18\x01 \x01(\x0b\x32 .consul.agent.v1.CheckDefinition\x12\r\n\x05token\x18\x02 \x01(\t\"\x17\n\x15RegisterCheckResponse\"9\n\x16\x44\x65registerCheckRequest\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x19\n\x17\x44\x65registerCheckResponse\"s\n\x10UpdateTTLRequest\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.consul.common.v1.HealthStatus\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\"\x13\n\x11UpdateTTLResponse\"%\n\x13ListServicesRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"C\n\x14ListServicesResponse\x12+\n\x08services\x18\x01 \x03(\x0b\x32\x19.consul.common.v1.Service\"#\n\x11ListChecksRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"C\n\x12ListChecksResponse\x12-\n\x06\x63hecks\x18\x01 \x03(\x0b\x32\x1d.consul.common.v1.HealthCheck\"!\n\x12ListMembersRequest\x12\x0b\n\x03wan\x18\x01 \x01(\x08\"D\n\x13ListMembersResponse\x12-\n\x07members\x18\x01 \x03(\x0b\x32\x1c.consul.membership.v1.Member\"\r\n\x0bSelfRequest\"A\n\x0cRouterServer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ndatacenter\x18\x03 \x01(\t\"\x96\x01\n\x0bRouterState\x12\x12\n\ndatacenter\x18\x01 \x01(\t\x12.\n\x07servers\x18\x02 \x03(\x0b\x32\x1d.consul.agent.v1.RouterServer\x12\x0f\n\x07offline\x18\x03 \x01(\x08\x12\x32\n\x0enext_rebalance\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb2\x03\n\x0cSelfResponse\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x12\n\ndatacenter\x18\x02 \x01(\t\x12\x0e\n\x06server\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\t\x12,\n\x06member\x18\x05 \x01(\x0b\x32\x1c.consul.membership.v1.Member\x12-\n\x07routers\x18\x06 \x03(\x0b\x32\x1c.consul.agent.v1.RouterState\x12\x37\n\x05stats\x18\x07 \x03(\x0b\x32(.consul.agent.v1.SelfResponse.StatsEntry\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x12heartbeat_interval\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\ncoordinate\x18\n \x01(\x0b\x32\x1b.consul.coordinate.v1.Coord\x1a,\n\nStatsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x12MaintenanceRequest\x12\x0e\n\x06\x65nable\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nservice_id\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\"\x15\n\x13MaintenanceResponse2\xbb\x07\n\x0c\x41gentService\x12\x64\n\x0fRegisterService\x12\'.consul.agent.v1.RegisterServiceRequest\x1a(.consul.agent.v1.RegisterServiceResponse\x12j\n\x11\x44\x65registerService\x12).consul.agent.v1.DeregisterServiceRequest\x1a*.consul.agent.v1.DeregisterServiceResponse\x12^\n\rRegisterCheck\x12%.consul.agent.v1.RegisterCheckRequest\x1a&.consul.agent.v1.RegisterCheckResponse\x12\x64\n\x0f\x44\x65registerCheck\x12\'.consul.agent.v1.DeregisterCheckRequest\x1a(.consul.agent.v1.DeregisterCheckResponse\x12R\n\tUpdateTTL\x12!.consul.agent.v1.UpdateTTLRequest\x1a\".consul.agent.v1.UpdateTTLResponse\x12`\n\x0cListServices\x12$.consul.agent.v1.ListServicesRequest\x1a%.consul.agent.v1.ListServicesResponse\"\x03\x90\x02\x01\x12Z\n\nListChecks\x12\".consul.agent.v1.ListChecksRequest\x1a#.consul.agent.v1.ListChecksResponse\"\x03\x90\x02\x01\x12]\n\x0bListMembers\x12#.consul.agent.v1.ListMembersRequest\x1a$.consul.agent.v1.ListMembersResponse\"\x03\x90\x02\x01\x12H\n\x04Self\x12\x1c.consul.agent.v1.SelfRequest\x1a\x1d.consul.agent.v1.SelfResponse\"\x03\x90\x02\x01\x12X\n\x0bMaintenance\x12#.consul.agent.v1.MaintenanceRequest\x1a$.consul.agent.v1.MaintenanceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,56 +46,56 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['ListMembers']._serialized_options = b'\220\002\001'
   _globals['_AGENTSERVICE'].methods_by_name['Self']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['Self']._serialized_options = b'\220\002\001'
-  _globals['_SERVICEDEFINITION']._serialized_start=183
-  _globals['_SERVICEDEFINITION']._serialized_end=357
-  _globals['_CHECKDEFINITION']._serialized_start=360
-  _globals['_CHECKDEFINITION']._serialized_end=547
-  _globals['_REGISTERSERVICEREQUEST']._serialized_start=550
-  _globals['_REGISTERSERVICEREQUEST']._serialized_end=678
-  _globals['_REGISTERSERVICERESPONSE']._serialized_start=680
-  _globals['_REGISTERSERVICERESPONSE']._serialized_end=705
-  _globals['_DEREGISTERSERVICEREQUEST']._serialized_start=707
-  _globals['_DEREGISTERSERVICEREQUEST']._serialized_end=768
-  _globals['_DEREGISTERSERVICERESPONSE']._serialized_start=770
-  _globals['_DEREGISTERSERVICERESPONSE']._serialized_end=797
-  _globals['_REGISTERCHECKREQUEST']._serialized_start=799
-  _globals['_REGISTERCHECKREQUEST']._serialized_end=885
-  _globals['_REGISTERCHECKRESPONSE']._serialized_start=887
-  _globals['_REGISTERCHECKRESPONSE']._serialized_end=910
-  _globals['_DEREGISTERCHECKREQUEST']._serialized_start=912
-  _globals['_DEREGISTERCHECKREQUEST']._serialized_end=969
-  _globals['_DEREGISTERCHECKRESPONSE']._serialized_start=971
-  _globals['_DEREGISTERCHECKRESPONSE']._serialized_end=996
-  _globals['_UPDATETTLREQUEST']._serialized_start=998
-  _globals['_UPDATETTLREQUEST']._serialized_end=1113
-  _globals['_UPDATETTLRESPONSE']._serialized_start=1115
-  _globals['_UPDATETTLRESPONSE']._serialized_end=1134
-  _globals['_LISTSERVICESREQUEST']._serialized_start=1136
-  _globals['_LISTSERVICESREQUEST']._serialized_end=1173
-  _globals['_LISTSERVICESRESPONSE']._serialized_start=1175
-  _globals['_LISTSERVICESRESPONSE']._serialized_end=1242
-  _globals['_LISTCHECKSREQUEST']._serialized_start=1244
-  _globals['_LISTCHECKSREQUEST']._serialized_end=1279
-  _globals['_LISTCHECKSRESPONSE']._serialized_start=1281
-  _globals['_LISTCHECKSRESPONSE']._serialized_end=1348
-  _globals['_LISTMEMBERSREQUEST']._serialized_start=1350
-  _globals['_LISTMEMBERSREQUEST']._serialized_end=1383
-  _globals['_LISTMEMBERSRESPONSE']._serialized_start=1385
-  _globals['_LISTMEMBERSRESPONSE']._serialized_end=1453
-  _globals['_SELFREQUEST']._serialized_start=1455
-  _globals['_SELFREQUEST']._serialized_end=1468
-  _globals['_ROUTERSERVER']._serialized_start=1470
-  _globals['_ROUTERSERVER']._serialized_end=1535
-  _globals['_ROUTERSTATE']._serialized_start=1538
-  _globals['_ROUTERSTATE']._serialized_end=1688
-  _globals['_SELFRESPONSE']._serialized_start=1691
-  _globals['_SELFRESPONSE']._serialized_end=2076
-  _globals['_SELFRESPONSE_STATSENTRY']._serialized_start=2032
-  _globals['_SELFRESPONSE_STATSENTRY']._serialized_end=2076
-  _globals['_MAINTENANCEREQUEST']._serialized_start=2078
-  _globals['_MAINTENANCEREQUEST']._serialized_end=2165
-  _globals['_MAINTENANCERESPONSE']._serialized_start=2167
-  _globals['_MAINTENANCERESPONSE']._serialized_end=2188
-  _globals['_AGENTSERVICE']._serialized_start=2191
-  _globals['_AGENTSERVICE']._serialized_end=3146
+  _globals['_SERVICEDEFINITION']._serialized_start=222
+  _globals['_SERVICEDEFINITION']._serialized_end=396
+  _globals['_CHECKDEFINITION']._serialized_start=399
+  _globals['_CHECKDEFINITION']._serialized_end=586
+  _globals['_REGISTERSERVICEREQUEST']._serialized_start=589
+  _globals['_REGISTERSERVICEREQUEST']._serialized_end=717
+  _globals['_REGISTERSERVICERESPONSE']._serialized_start=719
+  _globals['_REGISTERSERVICERESPONSE']._serialized_end=744
+  _globals['_DEREGISTERSERVICEREQUEST']._serialized_start=746
+  _globals['_DEREGISTERSERVICEREQUEST']._serialized_end=807
+  _globals['_DEREGISTERSERVICERESPONSE']._serialized_start=809
+  _globals['_DEREGISTERSERVICERESPONSE']._serialized_end=836
+  _globals['_REGISTERCHECKREQUEST']._serialized_start=838
+  _globals['_REGISTERCHECKREQUEST']._serialized_end=924
+  _globals['_REGISTERCHECKRESPONSE']._serialized_start=926
+  _globals['_REGISTERCHECKRESPONSE']._serialized_end=949
+  _globals['_DEREGISTERCHECKREQUEST']._serialized_start=951
+  _globals['_DEREGISTERCHECKREQUEST']._serialized_end=1008
+  _globals['_DEREGISTERCHECKRESPONSE']._serialized_start=1010
+  _globals['_DEREGISTERCHECKRESPONSE']._serialized_end=1035
+  _globals['_UPDATETTLREQUEST']._serialized_start=1037
+  _globals['_UPDATETTLREQUEST']._serialized_end=1152
+  _globals['_UPDATETTLRESPONSE']._serialized_start=1154
+  _globals['_UPDATETTLRESPONSE']._serialized_end=1173
+  _globals['_LISTSERVICESREQUEST']._serialized_start=1175
+  _globals['_LISTSERVICESREQUEST']._serialized_end=1212
+  _globals['_LISTSERVICESRESPONSE']._serialized_start=1214
+  _globals['_LISTSERVICESRESPONSE']._serialized_end=1281
+  _globals['_LISTCHECKSREQUEST']._serialized_start=1283
+  _globals['_LISTCHECKSREQUEST']._serialized_end=1318
+  _globals['_LISTCHECKSRESPONSE']._serialized_start=1320
+  _globals['_LISTCHECKSRESPONSE']._serialized_end=1387
+  _globals['_LISTMEMBERSREQUEST']._serialized_start=1389
+  _globals['_LISTMEMBERSREQUEST']._serialized_end=1422
+  _globals['_LISTMEMBERSRESPONSE']._serialized_start=1424
+  _globals['_LISTMEMBERSRESPONSE']._serialized_end=1492
+  _globals['_SELFREQUEST']._serialized_start=1494
+  _globals['_SELFREQUEST']._serialized_end=1507
+  _globals['_ROUTERSERVER']._serialized_start=1509
+  _globals['_ROUTERSERVER']._serialized_end=1574
+  _globals['_ROUTERSTATE']._serialized_start=1577
+  _globals['_ROUTERSTATE']._serialized_end=1727
+  _globals['_SELFRESPONSE']._serialized_start=1730
+  _globals['_SELFRESPONSE']._serialized_end=2164
+  _globals['_SELFRESPONSE_STATSENTRY']._serialized_start=2120
+  _globals['_SELFRESPONSE_STATSENTRY']._serialized_end=2164
+  _globals['_MAINTENANCEREQUEST']._serialized_start=2166
+  _globals['_MAINTENANCEREQUEST']._serialized_end=2253
+  _globals['_MAINTENANCERESPONSE']._serialized_start=2255
+  _globals['_MAINTENANCERESPONSE']._serialized_end=2276
+  _globals['_AGENTSERVICE']._serialized_start=2279
+  _globals['_AGENTSERVICE']._serialized_end=3234
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from generated.consul.common.v1 import types_pb2 as _types_pb2
+from generated.consul.coordinate.v1 import coordinate_pb2 as _coordinate_pb2
 from generated.consul.membership.v1 import membership_pb2 as _membership_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -594,6 +595,7 @@ class SelfResponse(_message.Message):
     STATS_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
+    COORDINATE_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     """Node name."""
     datacenter: _builtins.str
@@ -622,6 +624,10 @@ class SelfResponse(_message.Message):
     def heartbeat_interval(self) -> _duration_pb2.Duration:
         """How often the agent heartbeats."""
 
+    @_builtins.property
+    def coordinate(self) -> _coordinate_pb2.Coord:
+        """The agent's LAN network coordinate (unset with disable_coordinates)."""
+
     def __init__(
         self,
         *,
@@ -634,10 +640,11 @@ class SelfResponse(_message.Message):
         stats: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         heartbeat_interval: _duration_pb2.Duration | None = ...,
+        coordinate: _coordinate_pb2.Coord | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "member", b"member", "start_time", b"start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinate", b"coordinate", "heartbeat_interval", b"heartbeat_interval", "member", b"member", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["datacenter", b"datacenter", "heartbeat_interval", b"heartbeat_interval", "member", b"member", "node_name", b"node_name", "routers", b"routers", "server", b"server", "start_time", b"start_time", "stats", b"stats", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinate", b"coordinate", "datacenter", b"datacenter", "heartbeat_interval", b"heartbeat_interval", "member", b"member", "node_name", b"node_name", "routers", b"routers", "server", b"server", "start_time", b"start_time", "stats", b"stats", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from generated.consul.coordinate.v1 import coordinate_pb2 as consul_dot_coordinate_dot_v1_dot_coordinate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%consul/membership/v1/membership.proto\x12\x14\x63onsul.membership.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x02\n\x06Member\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ndatacenter\x18\x03 \x01(\t\x12.\n\x04role\x18\x04 \x01(\x0e\x32 .consul.membership.v1.MemberRole\x12\x34\n\x04tags\x18\x05 \x03(\x0b\x32&.consul.membership.v1.Member.TagsEntry\x12\x32\n\x06status\x18\x06 \x01(\x0e\x32\".consul.membership.v1.MemberStatus\x12/\n\x0bstatus_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x0bJoinRequest\x12,\n\x06member\x18\x01 \x01(\x0b\x32\x1c.consul.membership.v1.Member\x12\x0b\n\x03wan\x18\x02 \x01(\x08\"y\n\x0cJoinResponse\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0fsuspect_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"A\n\x10HeartbeatRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndatacenter\x18\x02 \x01(\t\x12\x0b\n\x03wan\x18\x03 \x01(\x08\"\"\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\"L\n\x0cLeaveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndatacenter\x18\x02 \x01(\t\x12\x0b\n\x03wan\x18\x03 \x01(\x08\x12\r\n\x05prune\x18\x04 \x01(\x08\"\x0f\n\rLeaveResponse\"!\n\x12ListMembersRequest\x12\x0b\n\x03wan\x18\x01 \x01(\x08\"D\n\x13ListMembersResponse\x12-\n\x07members\x18\x01 \x03(\x0b\x32\x1c.consul.membership.v1.Member\"\"\n\x13WatchMembersRequest\x12\x0b\n\x03wan\x18\x01 \x01(\x08\"\x89\x01\n\x14WatchMembersResponse\x12\x33\n\x04type\x18\x01 \x01(\x0e\x32%.consul.membership.v1.MemberEventType\x12-\n\x07members\x18\x02 \x03(\x0b\x32\x1c.consul.membership.v1.Member\x12\r\n\x05index\x18\x03 \x01(\x04*W\n\nMemberRole\x12\x1b\n\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEMBER_ROLE_SERVER\x10\x01\x12\x14\n\x10MEMBER_ROLE_NODE\x10\x02*x\n\x0cMemberStatus\x12\x1d\n\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13MEMBER_STATUS_ALIVE\x10\x01\x12\x16\n\x12MEMBER_STATUS_LEFT\x10\x02\x12\x18\n\x14MEMBER_STATUS_FAILED\x10\x03*\xe5\x01\n\x0fMemberEventType\x12!\n\x1dMEMBER_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMEMBER_EVENT_TYPE_SNAPSHOT\x10\x01\x12\x1a\n\x16MEMBER_EVENT_TYPE_JOIN\x10\x02\x12\x1c\n\x18MEMBER_EVENT_TYPE_UPDATE\x10\x03\x12\x1b\n\x17MEMBER_EVENT_TYPE_LEAVE\x10\x04\x12\x1c\n\x18MEMBER_EVENT_TYPE_FAILED\x10\x05\x12\x1a\n\x16MEMBER_EVENT_TYPE_REAP\x10\x06\x32\xe9\x03\n\x11MembershipService\x12M\n\x04Join\x12!.consul.membership.v1.JoinRequest\x1a\".consul.membership.v1.JoinResponse\x12\\\n\tHeartbeat\x12&.consul.membership.v1.HeartbeatRequest\x1a\'.consul.membership.v1.HeartbeatResponse\x12P\n\x05Leave\x12\".consul.membership.v1.LeaveRequest\x1a#.consul.membership.v1.LeaveResponse\x12g\n\x0bListMembers\x12(.consul.membership.v1.ListMembersRequest\x1a).consul.membership.v1.ListMembersResponse\"\x03\x90\x02\x01\x12l\n\x0cWatchMembers\x12).consul.membership.v1.WatchMembersRequest\x1a*.consul.membership.v1.WatchMembersResponse\"\x03\x90\x02\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%consul/membership/v1/membership.proto\x12\x14\x63onsul.membership.v1\x1a\x1egoogle/protobuf/duration.proto\x1a%consul/coordinate/v1/coordinate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x02\n\x06Member\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x12\n\ndatacenter\x18\x03 \x01(\t\x12.\n\x04role\x18\x04 \x01(\x0e\x32 .consul.membership.v1.MemberRole\x12\x34\n\x04tags\x18\x05 \x03(\x0b\x32&.consul.membership.v1.Member.TagsEntry\x12\x32\n\x06status\x18\x06 \x01(\x0e\x32\".consul.membership.v1.MemberStatus\x12/\n\x0bstatus_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x0bJoinRequest\x12,\n\x06member\x18\x01 \x01(\x0b\x32\x1c.consul.membership.v1.Member\x12\x0b\n\x03wan\x18\x02 \x01(\x08\"y\n\x0cJoinResponse\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x0fsuspect_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"r\n\x10HeartbeatRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndatacenter\x18\x02 \x01(\t\x12\x0b\n\x03wan\x18\x03 \x01(\x08\x12/\n\ncoordinate\x18\x04 \x01(\x0b\x32\x1b.consul.coordinate.v1.Coord\"S\n\x11HeartbeatResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x12/\n\ncoordinate\x18\x02 \x01(\x0b\x32\x1b.consul.coordinate.v1.Coord\"L\n\x0cLeaveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndatacenter\x18\x02 \x01(\t\x12\x0b\n\x03wan\x18\x03 \x01(\x08\x12\r\n\x05prune\x18\x04 \x01(\x08\"\x0f\n\rLeaveResponse\"!\n\x12ListMembersRequest\x12\x0b\n\x03wan\x18\x01 \x01(\x08\"D\n\x13ListMembersResponse\x12-\n\x07members\x18\x01 \x03(\x0b\x32\x1c.consul.membership.v1.Member\"\"\n\x13WatchMembersRequest\x12\x0b\n\x03wan\x18\x01 \x01(\x08\"\x89\x01\n\x14WatchMembersResponse\x12\x33\n\x04type\x18\x01 \x01(\x0e\x32%.consul.membership.v1.MemberEventType\x12-\n\x07members\x18\x02 \x03(\x0b\x32\x1c.consul.membership.v1.Member\x12\r\n\x05index\x18\x03 \x01(\x04*W\n\nMemberRole\x12\x1b\n\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEMBER_ROLE_SERVER\x10\x01\x12\x14\n\x10MEMBER_ROLE_NODE\x10\x02*x\n\x0cMemberStatus\x12\x1d\n\x19MEMBER_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13MEMBER_STATUS_ALIVE\x10\x01\x12\x16\n\x12MEMBER_STATUS_LEFT\x10\x02\x12\x18\n\x14MEMBER_STATUS_FAILED\x10\x03*\xe5\x01\n\x0fMemberEventType\x12!\n\x1dMEMBER_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMEMBER_EVENT_TYPE_SNAPSHOT\x10\x01\x12\x1a\n\x16MEMBER_EVENT_TYPE_JOIN\x10\x02\x12\x1c\n\x18MEMBER_EVENT_TYPE_UPDATE\x10\x03\x12\x1b\n\x17MEMBER_EVENT_TYPE_LEAVE\x10\x04\x12\x1c\n\x18MEMBER_EVENT_TYPE_FAILED\x10\x05\x12\x1a\n\x16MEMBER_EVENT_TYPE_REAP\x10\x06\x32\xe9\x03\n\x11MembershipService\x12M\n\x04Join\x12!.consul.membership.v1.JoinRequest\x1a\".consul.membership.v1.JoinResponse\x12\\\n\tHeartbeat\x12&.consul.membership.v1.HeartbeatRequest\x1a\'.consul.membership.v1.HeartbeatResponse\x12P\n\x05Leave\x12\".consul.membership.v1.LeaveRequest\x1a#.consul.membership.v1.LeaveResponse\x12g\n\x0bListMembers\x12(.consul.membership.v1.ListMembersRequest\x1a).consul.membership.v1.ListMembersResponse\"\x03\x90\x02\x01\x12l\n\x0cWatchMembers\x12).consul.membership.v1.WatchMembersRequest\x1a*.consul.membership.v1.WatchMembersResponse\"\x03\x90\x02\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,36 +40,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMBERSHIPSERVICE'].methods_by_name['ListMembers']._serialized_options = b'\220\002\001'
   _globals['_MEMBERSHIPSERVICE'].methods_by_name['WatchMembers']._loaded_options = None
   _globals['_MEMBERSHIPSERVICE'].methods_by_name['WatchMembers']._serialized_options = b'\220\002\001'
-  _globals['_MEMBERROLE']._serialized_start=1114
-  _globals['_MEMBERROLE']._serialized_end=1201
-  _globals['_MEMBERSTATUS']._serialized_start=1203
-  _globals['_MEMBERSTATUS']._serialized_end=1323
-  _globals['_MEMBEREVENTTYPE']._serialized_start=1326
-  _globals['_MEMBEREVENTTYPE']._serialized_end=1555
-  _globals['_MEMBER']._serialized_start=129
-  _globals['_MEMBER']._serialized_end=436
-  _globals['_MEMBER_TAGSENTRY']._serialized_start=393
-  _globals['_MEMBER_TAGSENTRY']._serialized_end=436
-  _globals['_JOINREQUEST']._serialized_start=438
-  _globals['_JOINREQUEST']._serialized_end=510
-  _globals['_JOINRESPONSE']._serialized_start=512
-  _globals['_JOINRESPONSE']._serialized_end=633
-  _globals['_HEARTBEATREQUEST']._serialized_start=635
-  _globals['_HEARTBEATREQUEST']._serialized_end=700
-  _globals['_HEARTBEATRESPONSE']._serialized_start=702
-  _globals['_HEARTBEATRESPONSE']._serialized_end=736
-  _globals['_LEAVEREQUEST']._serialized_start=738
-  _globals['_LEAVEREQUEST']._serialized_end=814
-  _globals['_LEAVERESPONSE']._serialized_start=816
-  _globals['_LEAVERESPONSE']._serialized_end=831
-  _globals['_LISTMEMBERSREQUEST']._serialized_start=833
-  _globals['_LISTMEMBERSREQUEST']._serialized_end=866
-  _globals['_LISTMEMBERSRESPONSE']._serialized_start=868
-  _globals['_LISTMEMBERSRESPONSE']._serialized_end=936
-  _globals['_WATCHMEMBERSREQUEST']._serialized_start=938
-  _globals['_WATCHMEMBERSREQUEST']._serialized_end=972
-  _globals['_WATCHMEMBERSRESPONSE']._serialized_start=975
-  _globals['_WATCHMEMBERSRESPONSE']._serialized_end=1112
-  _globals['_MEMBERSHIPSERVICE']._serialized_start=1558
-  _globals['_MEMBERSHIPSERVICE']._serialized_end=2047
+  _globals['_MEMBERROLE']._serialized_start=1251
+  _globals['_MEMBERROLE']._serialized_end=1338
+  _globals['_MEMBERSTATUS']._serialized_start=1340
+  _globals['_MEMBERSTATUS']._serialized_end=1460
+  _globals['_MEMBEREVENTTYPE']._serialized_start=1463
+  _globals['_MEMBEREVENTTYPE']._serialized_end=1692
+  _globals['_MEMBER']._serialized_start=168
+  _globals['_MEMBER']._serialized_end=475
+  _globals['_MEMBER_TAGSENTRY']._serialized_start=432
+  _globals['_MEMBER_TAGSENTRY']._serialized_end=475
+  _globals['_JOINREQUEST']._serialized_start=477
+  _globals['_JOINREQUEST']._serialized_end=549
+  _globals['_JOINRESPONSE']._serialized_start=551
+  _globals['_JOINRESPONSE']._serialized_end=672
+  _globals['_HEARTBEATREQUEST']._serialized_start=674
+  _globals['_HEARTBEATREQUEST']._serialized_end=788
+  _globals['_HEARTBEATRESPONSE']._serialized_start=790
+  _globals['_HEARTBEATRESPONSE']._serialized_end=873
+  _globals['_LEAVEREQUEST']._serialized_start=875
+  _globals['_LEAVEREQUEST']._serialized_end=951
+  _globals['_LEAVERESPONSE']._serialized_start=953
+  _globals['_LEAVERESPONSE']._serialized_end=968
+  _globals['_LISTMEMBERSREQUEST']._serialized_start=970
+  _globals['_LISTMEMBERSREQUEST']._serialized_end=1003
+  _globals['_LISTMEMBERSRESPONSE']._serialized_start=1005
+  _globals['_LISTMEMBERSRESPONSE']._serialized_end=1073
+  _globals['_WATCHMEMBERSREQUEST']._serialized_start=1075
+  _globals['_WATCHMEMBERSREQUEST']._serialized_end=1109
+  _globals['_WATCHMEMBERSRESPONSE']._serialized_start=1112
+  _globals['_WATCHMEMBERSRESPONSE']._serialized_end=1249
+  _globals['_MEMBERSHIPSERVICE']._serialized_start=1695
+  _globals['_MEMBERSHIPSERVICE']._serialized_end=2184
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from generated.consul.coordinate.v1 import coordinate_pb2 as _coordinate_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
@@ -250,22 +251,28 @@ class HeartbeatRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     DATACENTER_FIELD_NUMBER: _builtins.int
     WAN_FIELD_NUMBER: _builtins.int
+    COORDINATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Member name."""
     datacenter: _builtins.str
     """Datacenter of the member."""
     wan: _builtins.bool
     """Heartbeat in the WAN pool."""
+    @_builtins.property
+    def coordinate(self) -> _coordinate_pb2.Coord:
+        """The sender's network coordinate (of the pool's kind), if it keeps one."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         datacenter: _builtins.str = ...,
         wan: _builtins.bool = ...,
+        coordinate: _coordinate_pb2.Coord | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinate", b"coordinate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["datacenter", b"datacenter", "name", b"name", "wan", b"wan"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinate", b"coordinate", "datacenter", b"datacenter", "name", b"name", "wan", b"wan"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -278,16 +285,24 @@ class HeartbeatResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KNOWN_FIELD_NUMBER: _builtins.int
+    COORDINATE_FIELD_NUMBER: _builtins.int
     known: _builtins.bool
     """False when the server does not know the member: it must Join again."""
+    @_builtins.property
+    def coordinate(self) -> _coordinate_pb2.Coord:
+        """The answering server's network coordinate (LAN, or WAN for a WAN
+        heartbeat): with the call's round-trip time, the sender's Vivaldi sample.
+        """
+
     def __init__(
         self,
         *,
         known: _builtins.bool = ...,
+        coordinate: _coordinate_pb2.Coord | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinate", b"coordinate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["known", b"known"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinate", b"coordinate", "known", b"known"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from generated.consul.coordinate.v1 import coordinate_pb2 as consul_dot_coordinate_dot_v1_dot_coordinate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63onsul/status/v1/status.proto\x12\x10\x63onsul.status.v1\"\r\n\x0bPingRequest\"0\n\x0cPingResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndatacenter\x18\x02 \x01(\t\"#\n\rLeaderRequest\x12\x12\n\ndatacenter\x18\x01 \x01(\t\"!\n\x0eLeaderResponse\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\"\n\x0cPeersRequest\x12\x12\n\ndatacenter\x18\x01 \x01(\t\"\"\n\rPeersResponse\x12\x11\n\taddresses\x18\x01 \x03(\t2\xfc\x01\n\rStatusService\x12J\n\x04Ping\x12\x1d.consul.status.v1.PingRequest\x1a\x1e.consul.status.v1.PingResponse\"\x03\x90\x02\x01\x12P\n\x06Leader\x12\x1f.consul.status.v1.LeaderRequest\x1a .consul.status.v1.LeaderResponse\"\x03\x90\x02\x01\x12M\n\x05Peers\x12\x1e.consul.status.v1.PeersRequest\x1a\x1f.consul.status.v1.PeersResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63onsul/status/v1/status.proto\x12\x10\x63onsul.status.v1\x1a%consul/coordinate/v1/coordinate.proto\"\r\n\x0bPingRequest\"a\n\x0cPingResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndatacenter\x18\x02 \x01(\t\x12/\n\ncoordinate\x18\x03 \x01(\x0b\x32\x1b.consul.coordinate.v1.Coord\"#\n\rLeaderRequest\x12\x12\n\ndatacenter\x18\x01 \x01(\t\"!\n\x0eLeaderResponse\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\"\"\n\x0cPeersRequest\x12\x12\n\ndatacenter\x18\x01 \x01(\t\"\"\n\rPeersResponse\x12\x11\n\taddresses\x18\x01 \x03(\t2\xfc\x01\n\rStatusService\x12J\n\x04Ping\x12\x1d.consul.status.v1.PingRequest\x1a\x1e.consul.status.v1.PingResponse\"\x03\x90\x02\x01\x12P\n\x06Leader\x12\x1f.consul.status.v1.LeaderRequest\x1a .consul.status.v1.LeaderResponse\"\x03\x90\x02\x01\x12M\n\x05Peers\x12\x1e.consul.status.v1.PeersRequest\x1a\x1f.consul.status.v1.PeersResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,18 +38,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STATUSSERVICE'].methods_by_name['Leader']._serialized_options = b'\220\002\001'
   _globals['_STATUSSERVICE'].methods_by_name['Peers']._loaded_options = None
   _globals['_STATUSSERVICE'].methods_by_name['Peers']._serialized_options = b'\220\002\001'
-  _globals['_PINGREQUEST']._serialized_start=51
-  _globals['_PINGREQUEST']._serialized_end=64
-  _globals['_PINGRESPONSE']._serialized_start=66
-  _globals['_PINGRESPONSE']._serialized_end=114
-  _globals['_LEADERREQUEST']._serialized_start=116
-  _globals['_LEADERREQUEST']._serialized_end=151
-  _globals['_LEADERRESPONSE']._serialized_start=153
-  _globals['_LEADERRESPONSE']._serialized_end=186
-  _globals['_PEERSREQUEST']._serialized_start=188
-  _globals['_PEERSREQUEST']._serialized_end=222
-  _globals['_PEERSRESPONSE']._serialized_start=224
-  _globals['_PEERSRESPONSE']._serialized_end=258
-  _globals['_STATUSSERVICE']._serialized_start=261
-  _globals['_STATUSSERVICE']._serialized_end=513
+  _globals['_PINGREQUEST']._serialized_start=90
+  _globals['_PINGREQUEST']._serialized_end=103
+  _globals['_PINGRESPONSE']._serialized_start=105
+  _globals['_PINGRESPONSE']._serialized_end=202
+  _globals['_LEADERREQUEST']._serialized_start=204
+  _globals['_LEADERREQUEST']._serialized_end=239
+  _globals['_LEADERRESPONSE']._serialized_start=241
+  _globals['_LEADERRESPONSE']._serialized_end=274
+  _globals['_PEERSREQUEST']._serialized_start=276
+  _globals['_PEERSREQUEST']._serialized_end=310
+  _globals['_PEERSRESPONSE']._serialized_start=312
+  _globals['_PEERSRESPONSE']._serialized_end=346
+  _globals['_STATUSSERVICE']._serialized_start=349
+  _globals['_STATUSSERVICE']._serialized_end=601
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from generated.consul.coordinate.v1 import coordinate_pb2 as _coordinate_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -43,19 +44,27 @@ class PingResponse(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     DATACENTER_FIELD_NUMBER: _builtins.int
+    COORDINATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Node name of the server."""
     datacenter: _builtins.str
     """Datacenter of the server."""
+    @_builtins.property
+    def coordinate(self) -> _coordinate_pb2.Coord:
+        """The server's LAN network coordinate, so a server probing another learns
+        a Vivaldi sample from the round-trip time of this call.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         datacenter: _builtins.str = ...,
+        coordinate: _coordinate_pb2.Coord | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coordinate", b"coordinate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["datacenter", b"datacenter", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coordinate", b"coordinate", "datacenter", b"datacenter", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
