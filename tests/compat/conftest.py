@@ -44,7 +44,8 @@ def compat_cluster(
 
 @pytest.fixture(scope="module")
 def dev(compat_cluster: Cluster) -> AgentProcess:
-    """A dev agent (memory store, every port) with script checks on, as the libraries' suites run theirs."""
+    """A dev agent (memory store, every port) with script checks on, as the
+    libraries' own suites run theirs."""
     return compat_cluster.server("compat-dev", "--dev", "--enable-script-checks")
 
 

@@ -197,20 +197,27 @@ def test_agent_check_register(c: consul.Consul) -> None:
     sid, cid = _uid("csvc"), _uid("c")
     c.agent.service.register("checked", service_id=sid)
     assert c.agent.check.register(
-        "script", check=consul.Check.script(["/bin/true"], "10s"), check_id=cid, service_id=sid,
+        "script",
+        check=consul.Check.script(["/bin/true"], "10s"),
+        check_id=cid,
+        service_id=sid,
         notes="runs true",
     )
     check = c.agent.checks()[cid]
     assert check["ServiceID"] == sid
     assert check["Notes"] == "runs true"
-    assert c.agent.check.register("http", check=consul.Check.http("http://127.0.0.1:1/", "10s"), check_id=cid + "h")
+    assert c.agent.check.register(
+        "http", check=consul.Check.http("http://127.0.0.1:1/", "10s"), check_id=cid + "h"
+    )
     assert c.agent.checks()[cid + "h"]["Type"] == "http"
     c.agent.check.deregister(cid + "h")  # a critical node check fails every service of the node
 
 
 def test_agent_check_register_unknown_service(c: consul.Consul) -> None:
     with pytest.raises(consul.ConsulException, match="no-such-service"):
-        c.agent.check.register("orphan", check=consul.Check.ttl("10s"), service_id="no-such-service")
+        c.agent.check.register(
+            "orphan", check=consul.Check.ttl("10s"), service_id="no-such-service"
+        )
 
 
 def test_agent_check_deregister(c: consul.Consul) -> None:
@@ -251,7 +258,13 @@ def test_agent_connect_ca_leaf(c: consul.Consul) -> None:
 
 @pytest.mark.parametrize(
     "method",
-    ["set_default", "set_agent", "set_agent_recovery", "set_replication", "set_config_file_service_registration"],
+    [
+        "set_default",
+        "set_agent",
+        "set_agent_recovery",
+        "set_replication",
+        "set_config_file_service_registration",
+    ],
 )
 def test_agent_token_set(acl: consul.Consul, acl_dev: AgentProcess, method: str) -> None:
     # A token without policies: the agent's default token stays a denying one.
@@ -271,10 +284,20 @@ def test_agent_token_set_generic(acl: consul.Consul) -> None:
 
 def test_catalog_register(c: consul.Consul) -> None:
     n = _uid("ext")
-    assert c.catalog.register(
-        n, "10.2.0.1", service={"Service": "ext", "ID": "ext1", "Port": 81, "Tags": ["t"]},
-        check={"Name": "ext alive", "CheckID": "ext-alive", "Status": "passing", "ServiceID": "ext1"},
-    ) is True
+    assert (
+        c.catalog.register(
+            n,
+            "10.2.0.1",
+            service={"Service": "ext", "ID": "ext1", "Port": 81, "Tags": ["t"]},
+            check={
+                "Name": "ext alive",
+                "CheckID": "ext-alive",
+                "Status": "passing",
+                "ServiceID": "ext1",
+            },
+        )
+        is True
+    )
     _, info = c.catalog.node(n)
     assert info["Node"]["Address"] == "10.2.0.1"
     assert info["Services"]["ext1"]["Port"] == 81
@@ -512,10 +535,12 @@ def test_txn_put(c: consul.Consul) -> None:
     import base64
 
     k = _uid("txn")
-    answer = c.txn.put([
-        {"KV": {"Verb": "set", "Key": k, "Value": base64.b64encode(b"tv").decode()}},
-        {"KV": {"Verb": "get", "Key": k}},
-    ])
+    answer = c.txn.put(
+        [
+            {"KV": {"Verb": "set", "Key": k, "Value": base64.b64encode(b"tv").decode()}},
+            {"KV": {"Verb": "get", "Key": k}},
+        ]
+    )
     assert answer["Errors"] is None
     assert base64.b64decode(answer["Results"][1]["KV"]["Value"]) == b"tv"
 
@@ -847,7 +872,9 @@ def test_acl_token_delete(acl: consul.Consul) -> None:
 
 def test_acl_policy_create(acl: consul.Consul) -> None:
     name = _uid("pc")
-    policy = acl.acl.policy.create(name, description="d", rules={"node_prefix": {"": {"policy": "read"}}})
+    policy = acl.acl.policy.create(
+        name, description="d", rules={"node_prefix": {"": {"policy": "read"}}}
+    )
     assert policy["Name"] == name
     assert policy["Description"] == "d"
     assert "node_prefix" in policy["Rules"]
@@ -878,7 +905,9 @@ def test_acl_policy_delete(acl: consul.Consul) -> None:
 def test_acl_role_create(acl: consul.Consul) -> None:
     policy = acl.acl.policy.create(_uid("rp"))
     name = _uid("role")
-    role = acl.acl.role.create(name, policies_id=[policy["ID"]], service_identities=[{"ServiceName": "web"}])
+    role = acl.acl.role.create(
+        name, policies_id=[policy["ID"]], service_identities=[{"ServiceName": "web"}]
+    )
     assert role["Name"] == name
     assert role["Policies"][0]["ID"] == policy["ID"]
     assert role["ServiceIdentities"][0]["ServiceName"] == "web"
