@@ -405,7 +405,31 @@ async def logout(request: web.Request) -> web.StreamResponse:
     await context(request).call(
         _ACL + "Logout", apb.LogoutRequest(write=write_options(request)), apb.LogoutResponse
     )
-    return web.Response(status=200)
+    return json_response(request, True)  # Consul answers a bare true
+
+
+async def replication(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/acl/replication``: ACLs live in each datacenter's own store and
+    are never replicated, so the status is Consul's for a primary datacenter."""
+    await context(request).call(  # 401 with ACLs off, as Consul's
+        _ACL + "ListPolicies",
+        apb.ListPoliciesRequest(options=query_options(request)),
+        apb.ListPoliciesResponse,
+    )
+    never = "0001-01-01T00:00:00Z"
+    status = {
+        "Enabled": False,
+        "Running": False,
+        "SourceDatacenter": "",
+        "ReplicationType": "",
+        "ReplicatedIndex": 0,
+        "ReplicatedRoleIndex": 0,
+        "ReplicatedTokenIndex": 0,
+        "LastSuccess": never,
+        "LastError": never,
+        "LastErrorMessage": "",
+    }
+    return json_response(request, status)
 
 
 def add_acl_routes(router: web.UrlDispatcher) -> None:
@@ -426,6 +450,7 @@ def add_acl_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/acl/policies", policy_list)
     router.add_get("/v1/acl/roles", role_list)
     router.add_get("/v1/acl/templated-policies", templated_policies)
+    router.add_get("/v1/acl/replication", replication)
     router.add_get("/v1/acl/templated-policy/name/{name:.+}", templated_policy_read)
     router.add_post("/v1/acl/templated-policy/preview/{name:.+}", templated_policy_preview)
     router.add_post("/v1/internal/acl/authorize", authorize)
