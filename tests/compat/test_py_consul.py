@@ -19,7 +19,7 @@ import consul
 import pytest
 
 from tests.compat.conftest import MGMT
-from tests.support.procs import AgentProcess, wait_until
+from tests.support.procs import AgentProcess, Cluster, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -570,9 +570,12 @@ def test_query_get(c: consul.Consul) -> None:
 
 
 def test_query_update(c: consul.Consul) -> None:
-    qid = c.query.create("web", name=_uid("qu"))["ID"]
-    assert c.query.update(qid, service="api") is True
-    assert c.query.get(qid)[0]["Service"]["Service"] == "api"
+    name = _uid("qu")
+    qid = c.query.create("web", name=name)["ID"]
+    # The name goes along: the library sends Name "" otherwise, a catch-all template.
+    assert c.query.update(qid, service="api", name=name) is True
+    (query,) = c.query.get(qid)
+    assert (query["Name"], query["Service"]["Service"]) == (name, "api")
 
 
 def test_query_delete(c: consul.Consul) -> None:
@@ -1049,8 +1052,10 @@ def test_acl_templated_policy_preview(acl: consul.Consul) -> None:
     assert "web" in preview["Rules"]
 
 
-def test_agent_leave(acl: consul.Consul, acl_dev: AgentProcess) -> None:
-    """Last in the module: the ACL agent leaves (graceful) and its process exits."""
-    assert acl.agent.leave() is True
-    wait_until(lambda: not acl_dev.alive, what="the agent to exit after leave")
-    assert acl_dev.proc is not None and acl_dev.proc.returncode == 0
+def test_agent_leave(compat_cluster: Cluster) -> None:
+    """On an agent of its own (the others are shared): it leaves and exits 0."""
+    agent = compat_cluster.server("compat-leave", "--dev")
+    host, _, port = agent.http_addr.rpartition(":")
+    assert consul.Consul(host=host, port=int(port)).agent.leave() is True
+    wait_until(lambda: not agent.alive, what="the agent to exit after leave")
+    assert agent.proc is not None and agent.proc.returncode == 0

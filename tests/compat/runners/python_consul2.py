@@ -478,9 +478,12 @@ def query_get(x: Ctx) -> None:
 
 @step
 def query_update(x: Ctx) -> None:
-    qid = x.c.query.create("web", name=uid("qu"))["ID"]
-    assert x.c.query.update(qid, service="api") is True
-    assert x.c.query.get(qid)[0]["Service"]["Service"] == "api"
+    name = uid("qu")
+    qid = x.c.query.create("web", name=name)["ID"]
+    # The name goes along: the library sends Name "" otherwise, a catch-all template.
+    assert x.c.query.update(qid, service="api", name=name) is True
+    (query,) = x.c.query.get(qid)
+    assert (query["Name"], query["Service"]["Service"]) == (name, "api")
 
 
 @step
