@@ -1052,10 +1052,29 @@ def test_acl_templated_policy_preview(acl: consul.Consul) -> None:
     assert "web" in preview["Rules"]
 
 
-def test_agent_leave(compat_cluster: Cluster) -> None:
-    """On an agent of its own (the others are shared): it leaves and exits 0."""
-    agent = compat_cluster.server("compat-leave", "--dev")
-    host, _, port = agent.http_addr.rpartition(":")
-    assert consul.Consul(host=host, port=int(port)).agent.leave() is True
-    wait_until(lambda: not agent.alive, what="the agent to exit after leave")
-    assert agent.proc is not None and agent.proc.returncode == 0
+def test_agent_join_and_leave_cluster(
+    c: consul.Consul, dev: AgentProcess, compat_cluster: Cluster
+) -> None:
+    """A small cluster: a client agent started with no server is joined through
+    py-consul, serves catalog reads through the server, then leaves and exits 0."""
+    client = compat_cluster.client("compat-client", wait=False)
+    client.wait_ready()
+    host, _, port = client.http_addr.rpartition(":")
+    cc = consul.Consul(host=host, port=int(port), connections_timeout=10)
+    with pytest.raises(consul.ConsulException, match="No known Consul servers"):
+        cc.catalog.services()
+    assert cc.agent.join(dev.rpc_addr) is True
+    wait_until(lambda: "consul" in cc.catalog.services()[1], what="reads through the server")
+    members = {m["Name"]: m for m in cc.agent.members()}
+    assert members["compat-dev"]["Tags"]["role"] == "consul"
+    wait_until(
+        lambda: any(m["Name"] == "compat-client" and m["Status"] == 1 for m in c.agent.members()),
+        what="the client a member on the server",
+    )
+    assert cc.agent.leave() is True
+    wait_until(lambda: not client.alive, what="the client to exit after leave")
+    assert client.proc is not None and client.proc.returncode == 0
+    wait_until(
+        lambda: all(m["Status"] != 1 for m in c.agent.members() if m["Name"] == "compat-client"),
+        what="the server to see the client leave",
+    )
