@@ -11,6 +11,7 @@ in Consul's JSON shapes. With ACLs disabled the servers answer 401
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from aiohttp import web
@@ -265,9 +266,15 @@ async def templated_policy_preview(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("Request decode failed: the body must be a JSON object")
     names = {k.lower(): v for k, v in (variables or {}).items()}
     rules = templated_rules(name, {"Name": names["name"]} if "name" in names else None)
-    return json_response(
-        request, {"ID": "", "Name": "", "Description": TEMPLATES[name][1], "Rules": rules}
-    )
+    # Consul's synthetic policy: an ID hashed from the rules, named after it.
+    policy_id = hashlib.blake2b(rules.encode(), digest_size=16).hexdigest()
+    doc = {
+        "ID": policy_id,
+        "Name": f"synthetic-policy-{policy_id}",
+        "Description": f"synthetic policy generated from templated policy: {name}",
+        "Rules": rules,
+    }
+    return json_response(request, doc)
 
 
 async def authorize(request: web.Request) -> web.StreamResponse:

@@ -1052,7 +1052,8 @@ def test_acl_templated_policy_read(acl: consul.Consul) -> None:
 
 def test_acl_templated_policy_preview(acl: consul.Consul) -> None:
     preview = acl.acl.templated_policy.preview("builtin/service", {"Name": "web"})
-    assert "web" in preview["Rules"]
+    assert 'service "web"' in preview["Rules"]
+    assert preview["Name"] == f"synthetic-policy-{preview['ID']}"
 
 
 def test_agent_join_and_leave_cluster(
