@@ -11,13 +11,14 @@ in Consul's JSON shapes. With ACLs disabled the servers answer 401
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from aiohttp import web
 from google.protobuf import json_format, struct_pb2
 
-from agent.acl.identity import TEMPLATES
-from agent.errors import InvalidArgument
+from agent.acl.identity import TEMPLATES, templated_rules
+from agent.errors import InvalidArgument, NotFound
 from agent.filter import apply_filter
 from agent.http.base import Handler, context, json_response
 from agent.http.params import decode_json, query_options, read_body, token, write_options
@@ -45,11 +46,27 @@ def _doc(msg: struct_pb2.Struct) -> dict[str, Any]:
     return out
 
 
+#: Consul's casing of the top-level keys of ACL bodies: clients send ``name``,
+#: ``rules`` (py-consul's policy create) as well as ``Name``; Consul's decoder
+#: matches them case-insensitively, so the body is folded to this casing.
+_ACL_KEYS = {
+    k.lower(): k
+    for k in (
+        "ID", "Name", "Description", "Rules", "Datacenters", "Policies", "Roles",
+        "ServiceIdentities", "NodeIdentities", "TemplatedPolicies", "AccessorID",
+        "SecretID", "Local", "ExpirationTime", "ExpirationTTL", "Type", "DisplayName",
+        "Config", "MaxTokenTTL", "TokenLocality", "AuthMethod", "Selector", "BindType",
+        "BindName", "BindVars",
+    )
+}  # fmt: skip
+
+
 async def _body(request: web.Request) -> struct_pb2.Struct:
     raw = await read_body(request, MAX_ACL_BODY, "ACL body")
     data = decode_json(raw) if raw.strip() else {}
     if not isinstance(data, dict):
         raise InvalidArgument("Request body must be a JSON object")
+    data = {_ACL_KEYS.get(str(k).lower(), k): v for k, v in data.items()}
     out = struct_pb2.Struct()
     try:
         out.update(data)
@@ -222,6 +239,54 @@ async def templated_policies(request: web.Request) -> web.StreamResponse:
     return json_response(request, out)
 
 
+def _template_doc(name: str) -> dict[str, str]:
+    if name not in TEMPLATES:
+        raise NotFound(f"Invalid templated policy name: {name}")
+    named, description = TEMPLATES[name]
+    return {
+        "TemplateName": name,
+        "Schema": '{"type":"object","properties":{"name":{"type":"string"}}}' if named else "",
+        "Template": "",
+        "Description": description,
+    }
+
+
+async def templated_policy_read(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/acl/templated-policy/name/<name>`` (names hold a slash: ``builtin/service``)."""
+    await context(request).call(  # acl:read, and 401 with ACLs off, as the list
+        _ACL + "ListPolicies",
+        apb.ListPoliciesRequest(options=query_options(request)),
+        apb.ListPoliciesResponse,
+    )
+    return json_response(request, _template_doc(request.match_info["name"]))
+
+
+async def templated_policy_preview(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/acl/templated-policy/preview/<name>``: the policy the template makes
+    from the variables in the body (``{"Name": "web"}``), as Consul answers it."""
+    await context(request).call(
+        _ACL + "ListPolicies",
+        apb.ListPoliciesRequest(options=query_options(request)),
+        apb.ListPoliciesResponse,
+    )
+    name = request.match_info["name"]
+    _template_doc(name)
+    variables = decode_json(await read_body(request))
+    if variables is not None and not isinstance(variables, dict):
+        raise InvalidArgument("Request decode failed: the body must be a JSON object")
+    names = {k.lower(): v for k, v in (variables or {}).items()}
+    rules = templated_rules(name, {"Name": names["name"]} if "name" in names else None)
+    # Consul's synthetic policy: an ID hashed from the rules, named after it.
+    policy_id = hashlib.blake2b(rules.encode(), digest_size=16).hexdigest()
+    doc = {
+        "ID": policy_id,
+        "Name": f"synthetic-policy-{policy_id}",
+        "Description": f"synthetic policy generated from templated policy: {name}",
+        "Rules": rules,
+    }
+    return json_response(request, doc)
+
+
 async def authorize(request: web.Request) -> web.StreamResponse:
     raw = await read_body(request, MAX_ACL_BODY, "authorization requests")
     data = decode_json(raw)
@@ -361,7 +426,31 @@ async def logout(request: web.Request) -> web.StreamResponse:
     await context(request).call(
         _ACL + "Logout", apb.LogoutRequest(write=write_options(request)), apb.LogoutResponse
     )
-    return web.Response(status=200)
+    return json_response(request, True)  # Consul answers a bare true
+
+
+async def replication(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/acl/replication``: ACLs live in each datacenter's own store and
+    are never replicated, so the status is Consul's for a primary datacenter."""
+    await context(request).call(  # 401 with ACLs off, as Consul's
+        _ACL + "ListPolicies",
+        apb.ListPoliciesRequest(options=query_options(request)),
+        apb.ListPoliciesResponse,
+    )
+    never = "0001-01-01T00:00:00Z"
+    status = {
+        "Enabled": False,
+        "Running": False,
+        "SourceDatacenter": "",
+        "ReplicationType": "",
+        "ReplicatedIndex": 0,
+        "ReplicatedRoleIndex": 0,
+        "ReplicatedTokenIndex": 0,
+        "LastSuccess": never,
+        "LastError": never,
+        "LastErrorMessage": "",
+    }
+    return json_response(request, status)
 
 
 def add_acl_routes(router: web.UrlDispatcher) -> None:
@@ -382,6 +471,9 @@ def add_acl_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/acl/policies", policy_list)
     router.add_get("/v1/acl/roles", role_list)
     router.add_get("/v1/acl/templated-policies", templated_policies)
+    router.add_get("/v1/acl/replication", replication)
+    router.add_get("/v1/acl/templated-policy/name/{name:.+}", templated_policy_read)
+    router.add_post("/v1/acl/templated-policy/preview/{name:.+}", templated_policy_preview)
     router.add_post("/v1/internal/acl/authorize", authorize)
     router.add_put("/v1/acl/auth-method", _auth_write(create=True))
     router.add_get("/v1/acl/auth-method/{name}", auth_read)

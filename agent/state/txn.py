@@ -137,6 +137,7 @@ class TxnState:
         results: list[kv_pb2.KVPair] = []
         errors: list[tpb.TxnError] = []
         written: set[str] = set()
+        gets: set[int] = set()  # positions in results of "get" answers, which keep their value
         deleted_trees: list[str] = []
         for i, op in enumerate(ops):
             cur = view.get(op.key)
@@ -149,8 +150,10 @@ class TxnState:
             elif op.verb == "get":
                 if cur is None:
                     what = f"key {go_quote(op.key)} doesn't exist"
-                else:
-                    results.append(cur)
+                else:  # a copy: a later write of the key must not blank this answer
+                    gets.add(len(results))
+                    results.append(kv_pb2.KVPair())
+                    results[-1].CopyFrom(cur)
             elif op.verb == "get-tree":
                 results += [p for k, p in sorted(view.items()) if k.startswith(op.key) and p]
             elif op.verb == "check-index":
@@ -188,12 +191,13 @@ class TxnState:
             await reader_caught_up(self.kv.reader, commit)
         else:
             _, commit = await self.store.get(keys.KV)
-        for pair in results:
+        for i, pair in enumerate(results):
             if pair.key in written:
                 pair.modify_index = commit
                 if not pair.create_index:
                     pair.create_index = commit
-                pair.value = b""
+                if i not in gets:  # Consul blanks the value of a write's answer, never a get's
+                    pair.value = b""
         return tpb.TxnResponse(results=results, index=commit)
 
     def _write(

@@ -137,6 +137,16 @@ async def test_txn_all_or_nothing(store: Store) -> None:
         await txn.apply([tpb.KVOp(verb="explode", key="a")])
 
 
+async def test_txn_get_after_set_keeps_value(store: Store) -> None:
+    """Regression: a get after a set of the same key in one txn answered a null
+    Value (the set's answer, blanked as Consul blanks writes, was the same object)."""
+    txn = TxnState(store, KVState(store))
+    ok = await txn.apply([tpb.KVOp(verb="set", key="g", value=b"v"), tpb.KVOp(verb="get", key="g")])
+    assert not ok.errors
+    assert [(r.key, r.value) for r in ok.results] == [("g", b""), ("g", b"v")]
+    assert ok.results[1].modify_index == ok.index
+
+
 async def test_lock_delay_after_session_destroy(store: Store) -> None:
     _, kv, sessions = await setup(store)
     sid, _ = await sessions.create(
