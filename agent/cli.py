@@ -93,7 +93,16 @@ def _agent_parser(sub: Any) -> None:
 def build_config(args: argparse.Namespace) -> AgentConfig:
     config = AgentConfig()
     if args.dev:
-        config = config.merged({"server": True, "dev": True, "store": "memory", "ui": True})
+        # Consul's DevConsulSource also writes coordinates every 100 ms.
+        config = config.merged(
+            {
+                "server": True,
+                "dev": True,
+                "store": "memory",
+                "ui": True,
+                "coordinate_update_period": 0.1,
+            }
+        )
     if args.config_sources:
         config = apply_sources(config, args.config_sources)
     flags = agent_flags(args)

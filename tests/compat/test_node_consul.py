@@ -23,12 +23,8 @@ pytestmark = pytest.mark.timeout(120)
 RUNNER = ROOT / "tests" / "compat" / "runners" / "node_consul.js"
 NODE = shutil.which("node") or "node"
 
-GAP_CONNECT = "gap connect shapes: Connect/sidecar_service, Kind, /v1/catalog/connect not served"
-
-XFAIL: dict[str, str] = {
-    "agent_service_register_connect": GAP_CONNECT,
-    "catalog_connect_nodes": GAP_CONNECT,
-}
+# Step name -> the gap it fails on (none left: every node-consul method passes).
+XFAIL: dict[str, str] = {}
 
 
 def _steps() -> list[str]:

@@ -26,8 +26,6 @@ pytestmark = pytest.mark.timeout(120)
 RUNNER = ROOT / "tests" / "compat" / "runners" / "python_consul2.py"
 TARGET = ROOT / ".venv" / "compat" / "python-consul2"
 
-GAP_COORD = "gap coordinates: /v1/coordinate/* not served"
-GAP_OPERATOR = "gap operator endpoints: /v1/operator/* not served"
 GAP_CONNECT_CA = "gap connect CA and intentions: /v1/connect/*, /v1/agent/connect/* not served"
 
 XFAIL: dict[str, str] = {
@@ -35,8 +33,6 @@ XFAIL: dict[str, str] = {
     "agent_connect_root_certificates": GAP_CONNECT_CA,
     "agent_connect_leaf_certificates": GAP_CONNECT_CA,
     **{s.__name__: GAP_CONNECT_CA for s in STEPS if s.__name__.startswith("connect_")},
-    **{s.__name__: GAP_COORD for s in STEPS if s.__name__.startswith("coordinate_")},
-    **{s.__name__: GAP_OPERATOR for s in STEPS if s.__name__.startswith("operator_")},
 }
 
 
