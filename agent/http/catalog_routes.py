@@ -130,6 +130,18 @@ async def node(request: web.Request) -> web.Response:
     return await read_json(request, _CATALOG + "GetNode", req, cpb.GetNodeResponse, body)
 
 
+async def node_services(request: web.Request) -> web.Response:
+    """Consul's ``/v1/catalog/node-services/:node``: the node and its services as a list."""
+    req = cpb.GetNodeRequest(options=query_options(request), node=request.match_info["node"])
+
+    def body(resp: cpb.GetNodeResponse) -> dict[str, Any] | None:
+        if not resp.HasField("node"):
+            return None
+        return {"Node": node_json(resp.node), "Services": [service_json(s) for s in resp.services]}
+
+    return await read_json(request, _CATALOG + "GetNode", req, cpb.GetNodeResponse, body)
+
+
 def add_catalog_routes(router: web.UrlDispatcher) -> None:
     router.add_put("/v1/catalog/register", register)
     router.add_put("/v1/catalog/deregister", deregister)
@@ -138,6 +150,7 @@ def add_catalog_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/catalog/services", front_cached(services))
     router.add_get("/v1/catalog/service/{service}", front_cached(service))
     router.add_get("/v1/catalog/node/{node}", front_cached(node))
+    router.add_get("/v1/catalog/node-services/{node}", front_cached(node_services))
 
 
 async def node_checks(request: web.Request) -> web.Response:
