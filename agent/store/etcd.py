@@ -87,6 +87,13 @@ RECONNECT_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
+#: Keys per page of a ``range``: 1,000 catalog entries are about 400 KB.
+RANGE_PAGE = 1000
+
+#: Largest message from etcd: gRPC's default (4 MiB) is less than one watch
+#: response of a full transaction of large values (128 x 1.5 MiB at most).
+MAX_RECEIVE_OPTIONS = [("grpc.max_receive_message_length", 256 * 1024 * 1024)]
+
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
     """``"host:port"`` (optionally ``http://host:port``) as (host, port); InvalidArgument if bad."""
@@ -139,7 +146,7 @@ class EtcdStore:
         # gRPC's default reconnect backoff grows to two minutes: after an etcd
         # outage of a few minutes the servers would follow it back only 10+ s
         # after it is healthy. Retry a connection at least every second.
-        client._manager.grpc_options += RECONNECT_OPTIONS
+        client._manager.grpc_options += RECONNECT_OPTIONS + MAX_RECEIVE_OPTIONS
         await client.connect()
         self._client = client
         try:
@@ -258,11 +265,38 @@ class EtcdStore:
         return entry, int(resp.header.revision)
 
     async def range(self, prefix: str) -> tuple[list[Entry], int]:
+        """Every entry under ``prefix``, read in pages of ``RANGE_PAGE`` keys at one revision.
+
+        One Range of a whole namespace failed past gRPC's 4 MiB message limit
+        (issue 16: a server started cold on a catalog of 20,000 instances
+        never became ready: "Received message larger than max (7920929 vs.
+        4194304)"). Pages are read at the first page's revision, so the
+        answer is one consistent snapshot; a page still too large for a
+        message is read again in halves.
+        """
         kv, _, _ = self._services()
         key, end = self._range(prefix)
-        resp = await self._call("range", kv.get(key, range_end=end, timeout=self._timeout))
-        entries = [self._entry(item) for item in resp.kvs]
-        return [e for e in entries if e.key != LAST_WRITE_KEY], int(resp.header.revision)
+        entries: list[Entry] = []
+        revision = 0
+        limit = RANGE_PAGE
+        while True:
+            try:
+                resp = await kv.get(
+                    key, range_end=end, revision=revision, limit=limit, timeout=self._timeout
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and limit > 1:
+                    limit //= 2
+                    continue
+                self._fail("range", exc)
+            except (EtcdError, TimeoutError) as exc:
+                self._fail("range", exc)
+            revision = revision or int(resp.header.revision)
+            entries += [self._entry(item) for item in resp.kvs]
+            if not resp.more or not resp.kvs:
+                break
+            key = bytes(resp.kvs[-1].key) + b"\x00"
+        return [e for e in entries if e.key != LAST_WRITE_KEY], revision
 
     # -- writes --------------------------------------------------------------
 
