@@ -148,3 +148,28 @@ async def test_caught_up_timeout_leaves_no_waiter_behind(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert replica._waiters == []
+
+
+async def test_list_services_is_memoized_by_its_index_regression() -> None:
+    store = CountingStore()
+    await store.start()
+    catalog = Catalog(store)
+    await catalog.register(node(), service("web-1"))
+    first = await catalog.list_services(QueryOpts())
+    store.reads = 0
+    again = await catalog.list_services(QueryOpts())
+    # The index key only: it was a range (and a decode) of every instance.
+    assert store.reads == 1
+    assert again.value == first.value == {"web": ["v1"]}
+    again.value["mutated"] = []  # a caller's change does not reach the memo
+    await catalog.register(node(), pb.Service(id="db-1", name="db", port=1, tags=["x"]))
+    assert (await catalog.list_services(QueryOpts())).value == {"db": ["x"], "web": ["v1"]}
+    await catalog.register(node(), pb.Service(id="db-1", name="db", port=1, tags=["y"]))
+    assert (await catalog.list_services(QueryOpts())).value == {"db": ["y"], "web": ["v1"]}
+    filtered = await catalog.list_services(QueryOpts(), {"rack": "r1"})
+    assert filtered.value == {}
+    await catalog.deregister("n1", service_id="db-1")
+    assert (await catalog.list_services(QueryOpts())).value == {"web": ["v1"]}
+    await catalog.deregister("n1")
+    assert (await catalog.list_services(QueryOpts())).value == {}
+    await store.aclose()
