@@ -52,6 +52,7 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import QUIET, percentile, rss_kib
+from bench.membership_scale import cpu_seconds
 from tests.support.etcd import EtcdServer
 from tests.support.procs import AgentProcess, Cluster
 
@@ -243,6 +244,8 @@ async def antientropy_rounds(servers: list[AgentProcess], size: int, etcd: str) 
             self.channel = channel
 
         async def rpc(self, spec: MethodSpec, request: Any) -> Any:
+            if not spec.read:
+                writes_sent[0] += 1
             call = self.channel.unary_unary(
                 spec.path,
                 request_serializer=lambda m: m.SerializeToString(),
@@ -250,6 +253,7 @@ async def antientropy_rounds(servers: list[AgentProcess], size: int, etcd: str) 
             )
             return await call(request, timeout=CALL_TIMEOUT)
 
+    writes_sent = [0]  # Register/Deregister calls the syncs made
     by_node: dict[str, list[int]] = {}
     for j in range(size):
         by_node.setdefault(spec_of(j, size)[0], []).append(j)
@@ -290,12 +294,13 @@ async def antientropy_rounds(servers: list[AgentProcess], size: int, etcd: str) 
     try:
         for _ in range(2):
             rev0 = await etcd_revision(etcd)
+            writes_sent[0] = 0
             t0 = time.perf_counter()
             await bounded(len(agents), 32, lambda n: agents[n][1].sync())
             seconds = time.perf_counter() - t0
             rev1 = await etcd_revision(etcd)
             # etcd_revision's own read does not write; the difference is writes.
-            rounds.append({"writes": rev1 - rev0, "seconds": seconds})
+            rounds.append({"writes": rev1 - rev0, "seconds": seconds, "rpcs": writes_sent[0]})
     finally:
         await stack.aclose()
         for ch in channels:
@@ -335,9 +340,16 @@ async def one_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
                 lambda: [cluster.server(f"cs-s{i}", *flags) for i in (1, 2, 3)]
             )
             value_size = len(json.dumps(register_body(size - 1, size)).encode())
+            etcd_pid = etcd._proc.pid if etcd._proc else 0
+            e0 = cpu_seconds(etcd_pid)
             raw = await raw_puts(etcd.endpoint, size, value_size, args.concurrency)
+            e1, s1 = cpu_seconds(etcd_pid), [cpu_seconds(s.proc.pid) for s in servers if s.proc]
             reg, errors = await register_all(servers, size, args.concurrency)
+            e2, s2 = cpu_seconds(etcd_pid), [cpu_seconds(s.proc.pid) for s in servers if s.proc]
             out |= {
+                "etcd_ms_raw": (e1 - e0) / size * 1000,
+                "etcd_ms_reg": (e2 - e1) / size * 1000,
+                "servers_ms_reg": (sum(s2) - sum(s1)) / size * 1000,
                 "raw_per_s": size / raw,
                 "reg_per_s": size / reg,
                 "reg_errors": errors,
@@ -416,6 +428,10 @@ def report(r: dict[str, Any]) -> None:
         f"puts of {r['value_size']} bytes {r['raw_per_s']:.0f}/s: "
         f"ratio {r['reg_per_s'] / r['raw_per_s']:.2f} (goal >= 0.5)"
     )
+    print(
+        f"  CPU per registration: servers {r['servers_ms_reg']:.2f} ms (all 3), etcd "
+        f"{r['etcd_ms_reg']:.2f} ms; per raw put: etcd {r['etcd_ms_raw']:.2f} ms"
+    )
     for name, s in r["reads"].items():
         print(
             f"  GET {name:<14} p50 {s['p50']:8.1f} ms  p99 {s['p99']:8.1f} ms"
@@ -433,7 +449,10 @@ def report(r: dict[str, Any]) -> None:
         f"client agent RSS {r['client_rss']:.0f} MiB"
     )
     ae = r["ae"]
-    rounds = ", ".join(f"{x['writes']} writes in {x['seconds']:.1f} s" for x in ae["rounds"])
+    rounds = ", ".join(
+        f"{x['rpcs']} write RPCs, {x['writes']} store writes in {x['seconds']:.1f} s"
+        for x in ae["rounds"]
+    )
     print(
         f"  anti-entropy: {ae['nodes']} nodes' full syncs, two rounds: {rounds}; "
         f"{ae['syncs_per_s']:.0f} syncs/s; quiet cluster: {ae['writes_per_min']:.0f} store "
