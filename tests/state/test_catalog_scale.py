@@ -19,7 +19,7 @@ import pytest
 from agent.errors import StoreError
 from agent.state.blocking import QueryOpts
 from agent.state.catalog import PASSING, Catalog
-from agent.store import Entry
+from agent.store import Entry, Put
 from agent.store.memory import MemoryStore
 from agent.store.replica import ReplicaStore
 from generated.consul.common.v1 import types_pb2 as pb
@@ -173,3 +173,19 @@ async def test_list_services_is_memoized_by_its_index_regression() -> None:
     await catalog.deregister("n1")
     assert (await catalog.list_services(QueryOpts())).value == {}
     await store.aclose()
+
+
+async def test_nodes_with_check_reads_keys_not_values_regression(
+    replicated: tuple[CountingStore, ReplicaStore],
+) -> None:
+    source, replica = replicated
+    catalog = Catalog(source, replica)
+    serf = pb.HealthCheck(check_id="serfHealth", name="Serf", status=PASSING)
+    await catalog.register(node("a/b"), checks=[serf])
+    await catalog.register(node("serfHealth"), service("web-1"), [check("web-1")])
+    await catalog.register(node("c"), checks=[serf, pb.HealthCheck(check_id="xserfHealth")])
+    # A check value that does not decode: the leader's reconcile scan decoded
+    # every check of the catalog (checks_in_state) to find the serfHealth ones.
+    await source.txn([], [Put("checks/d/other", b"\xff not a protobuf")])
+    assert await catalog.nodes_with_check("serfHealth") == ["a/b", "c"]
+    assert await catalog.nodes_with_check("service:web-1") == ["serfHealth"]
