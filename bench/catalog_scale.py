@@ -405,7 +405,15 @@ async def one_size(size: int, args: argparse.Namespace) -> dict[str, Any]:
                         for i in range(args.agents)
                     ]
                 )
+                procs = [*servers, *clients]
+                cpu0 = [cpu_seconds(p.proc.pid) for p in procs if p.proc]
                 delays = await fanout(http, servers[0], clients, args.watchers, size)
+                spent = [cpu_seconds(p.proc.pid) for p in procs if p.proc]
+                spent = [(b - a) * 1000 for a, b in zip(cpu0, spent, strict=True)]
+                out["fanout_cpu"] = {
+                    "servers": sum(spent[: len(servers)]),
+                    "agent_mean": sum(spent[len(servers) :]) / len(clients),
+                }
                 out["fanout"] = {
                     "n": len(delays),
                     "p50": percentile(delays, 50) * 1000,
@@ -447,6 +455,11 @@ def report(r: dict[str, Any]) -> None:
         f"  one change to big reached {f['n']} watchers: p50 {f['p50']:.0f} ms "
         f"p99 {f['p99']:.0f} ms max {f['max']:.0f} ms (goal p99 < 500); "
         f"client agent RSS {r['client_rss']:.0f} MiB"
+    )
+    c = r["fanout_cpu"]
+    print(
+        f"  CPU for that change and one first read of big per agent: servers {c['servers']:.0f} ms"
+        f" (all 3), each client agent {c['agent_mean']:.0f} ms"
     )
     ae = r["ae"]
     rounds = ", ".join(
