@@ -120,9 +120,12 @@ class Catalog:
     def __init__(self, store: Store, reader: Store | None = None) -> None:
         self.store = store
         self.reader = reader or store
-        # list_services without a node filter, by the index of its index key:
+        # list_services without a node filter, by (its index, the store's index):
         # it decoded every instance of the catalog per read (50,000 at scale).
-        self._services_memo: tuple[int, dict[str, list[str]]] | None = None
+        # The store's index too: a snapshot restore writes the index keys before
+        # the entries they stand for, so their index alone could pin a partial
+        # answer; any write moves the store's index.
+        self._services_memo: tuple[tuple[int, int], dict[str, list[str]]] | None = None
 
     # ----- writes -------------------------------------------------------
 
@@ -440,7 +443,7 @@ class Catalog:
         async def read() -> Read[dict[str, list[str]]]:
             index, store_index = await self._index_of(keys.IDX_SERVICES)
             memo = self._services_memo
-            if not node_meta and memo is not None and memo[0] == index:
+            if not node_meta and memo is not None and memo[0] == (index, store_index):
                 return Read(dict(memo[1]), index, store_index)
             nodes = await self._nodes() if node_meta else {}
             entries, _ = await self.reader.range(NODESVC)
@@ -455,7 +458,7 @@ class Catalog:
                 out.setdefault(svc.name, set()).update(svc.tags)
             value = {k: sorted(v) for k, v in sorted(out.items())}
             if not node_meta:
-                self._services_memo = (index, value)
+                self._services_memo = ((index, store_index), value)
             return Read(dict(value), index, store_index)
 
         return await blocking_query(self.reader, opts, [keys.IDX_SERVICES], read)

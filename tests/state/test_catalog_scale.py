@@ -189,3 +189,16 @@ async def test_nodes_with_check_reads_keys_not_values_regression(
     await source.txn([], [Put("checks/d/other", b"\xff not a protobuf")])
     assert await catalog.nodes_with_check("serfHealth") == ["a/b", "c"]
     assert await catalog.nodes_with_check("service:web-1") == ["serfHealth"]
+
+
+async def test_list_services_memo_sees_entries_written_after_their_index_key() -> None:
+    store = MemoryStore()
+    await store.start()
+    catalog = Catalog(store)
+    await catalog.register(node(), service("web-1"))
+    assert (await catalog.list_services(QueryOpts())).value == {"web": ["v1"]}
+    # As a snapshot restore writes: entries after (and without) their index key.
+    db = pb.Service(id="db-1", name="db", port=1)
+    await store.txn([], [Put("nodesvc/n1/db-1", db.SerializeToString(deterministic=True))])
+    assert (await catalog.list_services(QueryOpts())).value == {"db": [], "web": ["v1"]}
+    await store.aclose()
