@@ -34,6 +34,7 @@ __all__ = [
     "AgentMetrics",
     "Sample",
     "client_samples",
+    "consul_json_name",
     "local_samples",
     "member_samples",
     "router_samples",
@@ -150,6 +151,20 @@ def rpc_samples(stats: RpcCounts) -> Iterator[Sample]:
         )
 
 
+def consul_json_name(prometheus_name: str) -> str:
+    """The ``/v1/agent/metrics`` name of a Prometheus sample, as Consul spells it:
+    components between dots (``consul_client_rpc`` is ``consul.client.rpc``), but
+    the runtime gauges keep Go's underscored words (``consul.runtime.num_goroutines``,
+    ``consul.runtime.sys_bytes``), which tools such as dashboards look up by name."""
+    name = prometheus_name.removesuffix("_total")
+    if name.startswith(RUNTIME_PREFIX):
+        return "consul.runtime." + name.removeprefix(RUNTIME_PREFIX)
+    return name.replace("_", ".")
+
+
+RUNTIME_PREFIX = "consul_runtime_"
+
+
 class _Collector(Collector):
     def __init__(self, sources: list[Callable[[], Iterable[Sample]]]) -> None:
         self._sources = sources
@@ -193,7 +208,7 @@ class AgentMetrics:
             for sample in family.samples:
                 if sample.name.endswith("_created"):
                     continue
-                name = sample.name.removesuffix("_total").replace("_", ".")
+                name = consul_json_name(sample.name)
                 if family.type == "counter":
                     counters.append(
                         {

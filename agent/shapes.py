@@ -11,6 +11,8 @@ import base64
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Struct
 
 from agent.durations import format_duration
 from generated.consul.common.v1 import types_pb2 as pb
@@ -27,14 +29,18 @@ __all__ = [
     "agent_service_json",
     "catalog_service_json",
     "check_json",
+    "connect_json",
     "event_json",
     "kv_json",
+    "locality_json",
     "member_json",
     "node_json",
+    "proxy_json",
     "service_entry_json",
     "service_json",
     "session_json",
     "status_name",
+    "tagged_addresses_json",
 ]
 
 STATUS_NAMES: dict[int, str] = {
@@ -68,6 +74,76 @@ def _weights(svc: pb.Service) -> dict[str, int]:
     return {"Passing": 1, "Warning": 1}
 
 
+def _integral(value: Any) -> Any:
+    """A Struct's numbers are doubles: 8080.0 back to 8080, as Go's JSON prints it."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def _struct(value: Struct) -> dict[str, Any]:
+    out = _integral(MessageToDict(value))
+    assert isinstance(out, dict)
+    return out
+
+
+def proxy_json(proxy: pb.ConnectProxy) -> dict[str, Any]:
+    """Consul's ``ConnectProxyConfig`` (``Proxy`` of a service), as its JSON prints it."""
+    out: dict[str, Any] = {
+        "DestinationServiceName": proxy.destination_service_name,
+        "DestinationServiceID": proxy.destination_service_id,
+        "LocalServiceAddress": proxy.local_service_address,
+        "LocalServicePort": proxy.local_service_port,
+        "LocalServiceSocketPath": proxy.local_service_socket_path,
+        "Mode": proxy.mode,
+        "Config": _struct(proxy.config) if proxy.HasField("config") else None,
+        "Upstreams": [_struct(u) for u in proxy.upstreams] or None,
+        "MeshGateway": _struct(proxy.mesh_gateway),
+        "Expose": _struct(proxy.expose),
+        "TransparentProxy": _struct(proxy.transparent_proxy),
+        "AccessLogs": _struct(proxy.access_logs),
+    }
+    # Go's omitempty drops empty scalars, maps and lists; the nested structs stay.
+    return {k: v for k, v in out.items() if v or isinstance(v, dict)}
+
+
+def tagged_addresses_json(svc: pb.Service) -> dict[str, dict[str, Any]] | None:
+    if not svc.tagged_addresses:
+        return None
+    return {
+        k: {"Address": v.address, "Port": v.port} for k, v in sorted(svc.tagged_addresses.items())
+    }
+
+
+def connect_json(svc: pb.Service) -> dict[str, Any]:
+    return {"Native": True} if svc.connect.native else {}
+
+
+def locality_json(svc: pb.Service) -> dict[str, str] | None:
+    if not svc.HasField("locality"):
+        return None
+    out = {"Region": svc.locality.region, "Zone": svc.locality.zone}
+    return {k: v for k, v in out.items() if v}
+
+
+def _connect_fields(svc: pb.Service, prefix: str = "") -> dict[str, Any]:
+    """Consul's connect fields of a service (``NodeService``/``CatalogService``):
+    ``Proxy`` and ``Connect`` always (near-empty objects on a typical service),
+    ``TaggedAddresses`` and ``Locality`` only when set (Go's omitempty)."""
+    out: dict[str, Any] = {}
+    if svc.tagged_addresses:
+        out[f"{prefix}TaggedAddresses"] = tagged_addresses_json(svc)
+    out[f"{prefix}Proxy"] = proxy_json(svc.proxy)
+    out[f"{prefix}Connect"] = connect_json(svc)
+    if svc.HasField("locality"):
+        out[f"{prefix}Locality"] = locality_json(svc)
+    return out
+
+
 def service_json(svc: pb.Service) -> dict[str, Any]:
     return {
         "ID": svc.id,
@@ -79,6 +155,7 @@ def service_json(svc: pb.Service) -> dict[str, Any]:
         "Weights": _weights(svc),
         "EnableTagOverride": svc.enable_tag_override,
         "Kind": svc.kind,
+        **_connect_fields(svc),
         "CreateIndex": svc.create_index,
         "ModifyIndex": svc.modify_index,
     }
@@ -101,6 +178,7 @@ def catalog_service_json(node: pb.Node, svc: pb.Service) -> dict[str, Any]:
         "ServiceMeta": dict(svc.meta),
         "ServicePort": svc.port,
         "ServiceEnableTagOverride": svc.enable_tag_override,
+        **_connect_fields(svc, "Service"),
         "CreateIndex": svc.create_index,
         "ModifyIndex": svc.modify_index,
     }
@@ -160,6 +238,14 @@ def agent_service_json(svc: pb.Service, datacenter: str = "") -> dict[str, Any]:
     }
     if svc.kind:
         out["Kind"] = svc.kind
+    if svc.tagged_addresses:
+        out["TaggedAddresses"] = tagged_addresses_json(svc)
+    if svc.kind:  # AgentService's Proxy is a pointer: only on proxies and gateways
+        out["Proxy"] = proxy_json(svc.proxy)
+    if svc.connect.native:
+        out["Connect"] = connect_json(svc)
+    if svc.HasField("locality"):
+        out["Locality"] = locality_json(svc)
     return out
 
 

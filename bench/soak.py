@@ -75,9 +75,9 @@ async def gauges(session: aiohttp.ClientSession, agent: AgentProcess) -> Gauges 
         return None
     values = {g["Name"]: g["Value"] for g in data.get("Gauges", [])}
     return Gauges(
-        values.get("consul.runtime.sys.bytes", 0.0) / 2**20,
-        int(values.get("consul.runtime.num.goroutines", 0)),
-        int(values.get("consul.runtime.open.fds", 0)),
+        values.get("consul.runtime.sys_bytes", 0.0) / 2**20,
+        int(values.get("consul.runtime.num_goroutines", 0)),
+        int(values.get("consul.runtime.open_fds", 0)),
     )
 
 

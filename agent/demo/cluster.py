@@ -18,7 +18,15 @@ from typing import TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.demo.procs import PROBE_TIMEOUT, Child, agent_command, etcd_command, free_port, http_get
+from agent.demo.procs import (
+    PROBE_TIMEOUT,
+    Child,
+    LoopbackAddrs,
+    agent_command,
+    etcd_command,
+    free_port,
+    http_get,
+)
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.agent.v1 import agent_pb2_grpc
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
@@ -82,9 +90,7 @@ class EtcdProcess(Child):
         return f"127.0.0.1:{self.client_port}"
 
     def argv(self) -> list[str]:
-        return etcd_command(
-            self.binary, "demo", self.data_dir, self.client_port, self.peer_port
-        )
+        return etcd_command(self.binary, "demo", self.data_dir, self.client_port, self.peer_port)
 
     def new_ports(self) -> None:
         self.client_port, self.peer_port = free_port(), free_port()
@@ -95,7 +101,7 @@ class EtcdProcess(Child):
         return status == 200 and b'"health":"true"' in body.replace(b" ", b"")
 
 
-class AgentProcess(Child):
+class AgentProcess(Child, LoopbackAddrs):
     """``python -m agent.cli agent ...`` on free loopback ports."""
 
     def __init__(
@@ -119,18 +125,6 @@ class AgentProcess(Child):
     def new_ports(self) -> None:
         self.rpc_port, self.grpc_port, self.http_port = free_port(), free_port(), free_port()
 
-    @property
-    def rpc_addr(self) -> str:
-        return f"127.0.0.1:{self.rpc_port}"
-
-    @property
-    def grpc_addr(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def http_addr(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
     def argv(self) -> list[str]:
         cmd = agent_command(
             self.name,
@@ -145,6 +139,7 @@ class AgentProcess(Child):
 def _bind_failed(log: str) -> bool:
     text = log.lower()
     return "already in use" in text or "cannot bind" in text
+
 
 async def poll(what: str, check: Callable[[], Awaitable[T | None]], timeout: float) -> T:
     """Call ``check`` every POLL seconds until it returns something other than None.
@@ -400,4 +395,3 @@ async def print_addresses(cluster: DemoCluster) -> None:
             " get '' --prefix --keys-only"
         )
     say(f"Logs: {cluster.root}/*.log")
-

@@ -25,6 +25,7 @@ from pathlib import Path
 
 __all__ = [
     "Child",
+    "LoopbackAddrs",
     "agent_command",
     "die_with_parent",
     "etcd_binary",
@@ -38,6 +39,7 @@ PROBE_TIMEOUT = 1.0
 #: After SIGKILL, how long to wait for the kernel to reap.
 KILL_WAIT = 5.0
 
+
 def etcd_binary() -> str | None:
     """The etcd executable: ``$ETCD_BIN``, else ``etcd`` on PATH, else /usr/bin/etcd."""
     env = os.environ.get("ETCD_BIN")
@@ -49,12 +51,32 @@ def etcd_binary() -> str | None:
     return "/usr/bin/etcd" if os.access("/usr/bin/etcd", os.X_OK) else None
 
 
+class LoopbackAddrs:
+    """``host:port`` addresses on loopback from an agent's ``*_port`` attributes
+    (the demo's agents and the tests' agents both have them)."""
+
+    rpc_port: int
+    grpc_port: int
+    http_port: int
+
+    @property
+    def rpc_addr(self) -> str:
+        return f"127.0.0.1:{self.rpc_port}"
+
+    @property
+    def grpc_addr(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_addr(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+
 def free_port() -> int:
     """A loopback TCP port free right now (the usual bind-to-0 race applies)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
 
 
 _PR_SET_PDEATHSIG = 1
@@ -157,7 +179,6 @@ class Child(ABC):
             await self.kill()
 
 
-
 def etcd_command(
     binary: str, name: str, data_dir: Path, client_port: int, peer_port: int
 ) -> list[str]:
@@ -231,4 +252,3 @@ async def http_get(host: str, port: int, path: str) -> tuple[int, bytes]:
             return await get()
     except (OSError, TimeoutError):
         return 0, b""
-

@@ -77,4 +77,8 @@ def _describe(expression: str, exc: ParseError) -> str:
         rest = expression[offset:]
         snippet = rest if len(rest) <= _SNIPPET else rest[:_SNIPPET] + "..."
         where = f"near {snippet!r}"
-    return f"Invalid filter expression at position {offset + 1} ({where}): {exc.message}"
+    # Consul (bexpr.CreateFilter) prefixes its parser's message so; the rest is ours.
+    return (
+        "Failed to create boolean expression evaluator: "
+        f"invalid filter expression at position {offset + 1} ({where}): {exc.message}"
+    )

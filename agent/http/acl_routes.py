@@ -18,6 +18,7 @@ from google.protobuf import json_format, struct_pb2
 
 from agent.acl.identity import TEMPLATES
 from agent.errors import InvalidArgument
+from agent.filter import apply_filter
 from agent.http.base import Handler, context, json_response
 from agent.http.params import decode_json, query_options, read_body, token, write_options
 from agent.rpc.token import request_token
@@ -52,7 +53,7 @@ async def _body(request: web.Request) -> struct_pb2.Struct:
     out = struct_pb2.Struct()
     try:
         out.update(data)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:  # 1e400 or a 400-digit integer
         raise InvalidArgument(f"Request decode failed: {exc}") from None
     return out
 
@@ -113,6 +114,11 @@ async def token_delete(request: web.Request) -> web.StreamResponse:
     return json_response(request, resp.deleted)
 
 
+def _filtered(request: web.Request, docs: list[Any]) -> list[Any]:
+    """``?filter`` over a list's JSON rows, as Consul's ACL list endpoints apply it."""
+    return apply_filter(request.query.get("filter", ""), docs, lambda d: d)
+
+
 async def token_list(request: web.Request) -> web.StreamResponse:
     req = apb.ListTokensRequest(
         options=query_options(request),
@@ -120,7 +126,9 @@ async def token_list(request: web.Request) -> web.StreamResponse:
         role=request.query.get("role", ""),
     )
     resp = await context(request).call(_ACL + "ListTokens", req, apb.ListTokensResponse)
-    return json_response(request, [_doc(t) for t in resp.tokens], meta=resp.meta)
+    return json_response(
+        request, _filtered(request, [_doc(t) for t in resp.tokens]), meta=resp.meta
+    )
 
 
 def _write_named(kind: str, create: bool) -> Handler:
@@ -183,13 +191,15 @@ def _delete_named(kind: str) -> Handler:
 async def policy_list(request: web.Request) -> web.StreamResponse:
     req = apb.ListPoliciesRequest(options=query_options(request))
     resp = await context(request).call(_ACL + "ListPolicies", req, apb.ListPoliciesResponse)
-    return json_response(request, [_doc(p) for p in resp.policies], meta=resp.meta)
+    return json_response(
+        request, _filtered(request, [_doc(p) for p in resp.policies]), meta=resp.meta
+    )
 
 
 async def role_list(request: web.Request) -> web.StreamResponse:
     req = apb.ListRolesRequest(options=query_options(request))
     resp = await context(request).call(_ACL + "ListRoles", req, apb.ListRolesResponse)
-    return json_response(request, [_doc(r) for r in resp.roles], meta=resp.meta)
+    return json_response(request, _filtered(request, [_doc(r) for r in resp.roles]), meta=resp.meta)
 
 
 async def templated_policies(request: web.Request) -> web.StreamResponse:
@@ -280,7 +290,9 @@ async def auth_delete(request: web.Request) -> web.StreamResponse:
 async def auth_list(request: web.Request) -> web.StreamResponse:
     req = apb.ListAuthMethodsRequest(options=query_options(request))
     resp = await context(request).call(_ACL + "ListAuthMethods", req, apb.ListAuthMethodsResponse)
-    return json_response(request, [_doc(m) for m in resp.auth_methods], meta=resp.meta)
+    return json_response(
+        request, _filtered(request, [_doc(m) for m in resp.auth_methods]), meta=resp.meta
+    )
 
 
 def _rule_write(create: bool) -> Handler:
@@ -322,7 +334,9 @@ async def rule_list(request: web.Request) -> web.StreamResponse:
         options=query_options(request), auth_method=request.query.get("authmethod", "")
     )
     resp = await context(request).call(_ACL + "ListBindingRules", req, apb.ListBindingRulesResponse)
-    return json_response(request, [_doc(r) for r in resp.binding_rules], meta=resp.meta)
+    return json_response(
+        request, _filtered(request, [_doc(r) for r in resp.binding_rules]), meta=resp.meta
+    )
 
 
 async def login(request: web.Request) -> web.StreamResponse:

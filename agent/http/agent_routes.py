@@ -15,6 +15,7 @@ from aiohttp import web
 from agent.config import VERSION
 from agent.errors import ConsulError, InvalidArgument, NotFound
 from agent.http.base import context, json_response
+from agent.http.central_config import CentralConfig
 from agent.http.decode import check_definition, parse_status, service_definition
 from agent.http.params import Fields, decode_json, flag, read_body, token
 from agent.shapes import agent_check_json, agent_service_json, member_json
@@ -115,6 +116,9 @@ async def agent_service(request: web.Request) -> web.Response:
     resp = await context(request).agent.ListServices(apb.ListServicesRequest())
     for svc in resp.services:
         if svc.id == service_id:
+            if "merge-central-config" in request.query:
+                ctx = context(request)
+                await CentralConfig(ctx, ctx.datacenter, token(request)).merge(svc)
             body = agent_service_json(svc, context(request).datacenter)
             digest = hashlib.sha256(svc.SerializeToString(deterministic=True))
             body["ContentHash"] = digest.hexdigest()[:16]

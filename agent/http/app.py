@@ -27,6 +27,7 @@ from agent.http.agent_routes import add_agent_routes
 from agent.http.base import CONTEXT, Context, error_middleware
 from agent.http.catalog_routes import add_catalog_routes, add_health_routes
 from agent.http.config_routes import add_config_routes
+from agent.http.connect_routes import add_connect_routes
 from agent.http.event_routes import add_event_routes
 from agent.http.kv_routes import add_kv_routes, add_status_routes
 from agent.http.limits import (
@@ -80,6 +81,7 @@ def build_app(
     add_agent_routes(app.router)
     add_catalog_routes(app.router)
     add_health_routes(app.router)
+    add_connect_routes(app.router)
     add_kv_routes(app.router)
     add_status_routes(app.router)
     add_session_routes(app.router)

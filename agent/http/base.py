@@ -155,8 +155,11 @@ FRONT_SIZE = 1024
 
 
 def _plain(query: Any) -> bool:
-    """A default, non-blocking read (what the front cache may answer)."""
-    return "index" not in query and "consistent" not in query
+    """A default, non-blocking read (what the front cache may answer).
+
+    ``?peer`` and ``?merge-central-config`` change the answer but not the RPC
+    the answer is rendered from: never cached under the plain one's bytes."""
+    return all(k not in query for k in ("index", "consistent", "peer", "merge-central-config"))
 
 
 def _front_key(request: web.Request) -> tuple[str, str, str]:

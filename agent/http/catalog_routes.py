@@ -7,12 +7,16 @@ with the read headers of the server's QueryMeta.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from agent.errors import InvalidArgument
+from agent.filter import apply_filter
 from agent.http.base import context, front_cached, json_response, read_json
+from agent.http.central_config import CentralConfig
 from agent.http.decode import STATUS_BY_NAME, catalog_deregister, catalog_register
 from agent.http.params import (
     Fields,
@@ -100,6 +104,34 @@ async def services(request: web.Request) -> web.Response:
     )
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def peered(handler: Handler, empty: Any) -> Handler:
+    """``handler`` accepting ``?peer=`` as Consul does. We hold no peerings, so a
+    named peer has nothing imported: Consul answers such a read with an empty
+    result (and the index), not an error; ``?peer=`` empty is the local data."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        resp = await handler(request)
+        if not request.query.get("peer") or not isinstance(resp, web.Response):
+            return resp
+        headers = {k: v for k, v in resp.headers.items() if k.startswith("X-Consul-")}
+        return web.Response(
+            text=json.dumps(empty), content_type="application/json", headers=headers
+        )
+
+    return handle
+
+
+def _merge_central(request: web.Request) -> CentralConfig | None:
+    """The merger of ``?merge-central-config``, or None when not asked for."""
+    if "merge-central-config" not in request.query:
+        return None
+    opts = query_options(request)
+    return CentralConfig(context(request), opts.datacenter, opts.token)
+
+
 async def service(request: web.Request) -> web.Response:
     req = cpb.ListServiceInstancesRequest(
         options=query_options(request),
@@ -107,6 +139,15 @@ async def service(request: web.Request) -> web.Response:
         tags=request.query.getall("tag", []),
         node_meta=node_meta(request.query),
     )
+    central = _merge_central(request)
+    if central is not None:
+        resp = await context(request).call(
+            _CATALOG + "ListServiceInstances", req, cpb.ListServiceInstancesResponse
+        )
+        for instance in resp.instances:
+            await central.merge(instance.service)
+        body = [catalog_service_json(i.node, i.service) for i in resp.instances]
+        return json_response(request, body, meta=resp.meta)
     return await read_json(
         request,
         _CATALOG + "ListServiceInstances",
@@ -122,9 +163,11 @@ async def node(request: web.Request) -> web.Response:
     def body(resp: cpb.GetNodeResponse) -> dict[str, Any] | None:
         if not resp.HasField("node"):
             return None
+        # ?filter applies to the node's services (Consul's NodeServices filter).
+        services = apply_filter(req.options.filter, list(resp.services), service_json)
         return {
             "Node": node_json(resp.node),
-            "Services": {s.id: service_json(s) for s in resp.services},
+            "Services": {s.id: service_json(s) for s in services},
         }
 
     return await read_json(request, _CATALOG + "GetNode", req, cpb.GetNodeResponse, body)
@@ -146,11 +189,11 @@ def add_catalog_routes(router: web.UrlDispatcher) -> None:
     router.add_put("/v1/catalog/register", register)
     router.add_put("/v1/catalog/deregister", deregister)
     router.add_get("/v1/catalog/datacenters", datacenters)
-    router.add_get("/v1/catalog/nodes", front_cached(nodes))
-    router.add_get("/v1/catalog/services", front_cached(services))
-    router.add_get("/v1/catalog/service/{service}", front_cached(service))
-    router.add_get("/v1/catalog/node/{node}", front_cached(node))
-    router.add_get("/v1/catalog/node-services/{node}", front_cached(node_services))
+    router.add_get("/v1/catalog/nodes", peered(front_cached(nodes), []))
+    router.add_get("/v1/catalog/services", peered(front_cached(services), {}))
+    router.add_get("/v1/catalog/service/{service}", peered(front_cached(service), []))
+    router.add_get("/v1/catalog/node/{node}", peered(front_cached(node), None))
+    router.add_get("/v1/catalog/node-services/{node}", peered(front_cached(node_services), None))
 
 
 async def node_checks(request: web.Request) -> web.Response:
@@ -185,6 +228,15 @@ async def service_health(request: web.Request) -> web.Response:
         passing_only=flag(request.query, "passing"),
         node_meta=node_meta(request.query),
     )
+    central = _merge_central(request)
+    if central is not None:
+        resp = await context(request).call(
+            _HEALTH + "ServiceHealth", req, hpb.ServiceHealthResponse
+        )
+        for entry in resp.entries:
+            await central.merge(entry.service)
+        body = [service_entry_json(e) for e in resp.entries]
+        return json_response(request, body, meta=resp.meta)
     return await read_json(
         request,
         _HEALTH + "ServiceHealth",
@@ -209,7 +261,7 @@ async def checks_in_state(request: web.Request) -> web.Response:
 
 
 def add_health_routes(router: web.UrlDispatcher) -> None:
-    router.add_get("/v1/health/node/{node}", front_cached(node_checks))
-    router.add_get("/v1/health/checks/{service}", front_cached(service_checks))
-    router.add_get("/v1/health/service/{service}", front_cached(service_health))
+    router.add_get("/v1/health/node/{node}", peered(front_cached(node_checks), []))
+    router.add_get("/v1/health/checks/{service}", peered(front_cached(service_checks), []))
+    router.add_get("/v1/health/service/{service}", peered(front_cached(service_health), []))
     router.add_get("/v1/health/state/{state}", checks_in_state)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from agent.durations import seconds_duration
 from agent.errors import InvalidArgument
+from agent.http.connect_decode import apply_connect_fields, sidecar_fields
 from agent.http.params import Fields
+from agent.state.services import validate_service
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
 from generated.consul.common.v1 import types_pb2 as pb
@@ -38,7 +40,6 @@ _UNSUPPORTED_TYPES = (
     "DockerContainerID",
     "Shell",
     "AliasNode",
-    "AliasService",
     "H2PING",
     "UDP",
     "OSService",
@@ -69,6 +70,7 @@ def _definition(f: Fields) -> pb.CheckDefinition:
         args=f.strings("Args", "ScriptArgs"),
         success_before_passing=f.integer("SuccessBeforePassing", lo=0),
         failures_before_critical=f.integer("FailuresBeforeCritical", lo=0),
+        alias_service=f.text("AliasService"),
     )
     for key, values in f.header_map("Header").items():
         d.headers[key].values.extend(values)
@@ -99,6 +101,7 @@ def _check_type(f: Fields, d: pb.CheckDefinition) -> None:
             ("TCP", bool(d.tcp)),
             ("GRPC", bool(d.grpc)),
             ("Args", bool(d.args)),
+            ("AliasService", bool(d.alias_service)),
         )
         if present
     ]
@@ -107,7 +110,7 @@ def _check_type(f: Fields, d: pb.CheckDefinition) -> None:
     if len(kinds) > 1:
         raise InvalidArgument(f"Invalid check: only one check type allowed, got {', '.join(kinds)}")
     no_interval = d.interval.seconds == 0 and d.interval.nanos == 0
-    if kinds != ["TTL"] and no_interval:
+    if kinds not in (["TTL"], ["AliasService"]) and no_interval:
         raise InvalidArgument(
             "Invalid check: Interval must be > 0 for Script, HTTP, TCP or GRPC checks"
         )
@@ -143,13 +146,22 @@ def _is_empty(f: Fields) -> bool:
     return not any(f.get(k) not in ("", 0, False, [], {}) for k in f.names())
 
 
-def service_definition(f: Fields) -> apb.ServiceDefinition:
-    """An agent service definition (``/v1/agent/service/register``)."""
+def service_definition(f: Fields, *, sidecar: bool = False) -> apb.ServiceDefinition:
+    """An agent service definition (``/v1/agent/service/register``).
+
+    A ``sidecar`` (``Connect.SidecarService``) may leave its name, port and
+    proxy to the agent, which fills them (``agent.local``) and validates it then.
+    """
     name = f.text("Name")
-    if not name:
+    if not name and not sidecar:
         raise InvalidArgument("Missing service name")
+    if sidecar and f.text("ID"):
+        raise InvalidArgument(
+            "Validation failed: 1 error occurred:\n\t* A SidecarService cannot specify an ID"
+            " as this is managed by the agent\n\n"
+        )
     svc = pb.Service(
-        id=f.text("ID") or name,
+        id="" if sidecar else (f.text("ID") or name),
         name=name,
         tags=f.strings("Tags"),
         address=f.text("Address"),
@@ -166,10 +178,22 @@ def service_definition(f: Fields) -> apb.ServiceDefinition:
     if single is not None and not _is_empty(single):
         checks.append(single)
     checks.extend(f.objs("Checks"))
-    return apb.ServiceDefinition(
+    apply_connect_fields(f, svc)
+    definition = apb.ServiceDefinition(
         service=svc,
         checks=[check_definition(c, service_id=svc.id) for c in checks],
     )
+    side = sidecar_fields(f)
+    if side is not None:
+        if sidecar:
+            raise InvalidArgument(
+                "Validation failed: 1 error occurred:\n\t* A SidecarService cannot have"
+                " a nested SidecarService\n\n"
+            )
+        definition.sidecar_service.CopyFrom(service_definition(side, sidecar=True))
+    if not sidecar:
+        validate_service(svc, sidecar=side is not None)
+    return definition
 
 
 def _catalog_service(f: Fields) -> pb.Service:
@@ -188,6 +212,9 @@ def _catalog_service(f: Fields) -> pb.Service:
     weights = _weights(f)
     if weights is not None:
         svc.weights.CopyFrom(weights)
+    apply_connect_fields(f, svc)
+    if svc.name:
+        validate_service(svc)
     return svc
 
 

@@ -29,7 +29,20 @@ from agent.checks import CheckManager, CheckSpec
 from agent.checks.spec import MIN_INTERVAL
 from agent.convert import check_name
 from agent.errors import InvalidArgument, NotFound
-from agent.local.convert import STATUS_PB, check_type, definition_from_spec, spec_from_definition
+from agent.local.convert import (
+    STATUS_OF,
+    STATUS_PB,
+    check_type,
+    definition_from_spec,
+    spec_from_definition,
+)
+from agent.local.sidecar import (
+    SIDECAR_SUFFIX,
+    alias_status,
+    default_tagged_addresses,
+    sidecar_service,
+)
+from agent.state.services import validate_service
 from agent.tasks import Background
 from generated.consul.agent.v1 import agent_pb2 as apb
 from generated.consul.common.v1 import types_pb2 as pb
@@ -110,11 +123,15 @@ class LocalState:
         if self._dir is None:
             return
         self._dir.mkdir(parents=True, exist_ok=True)
-        services = [s for s in self.services.values() if s.id not in self._config_services]
+        # A config service's sidecar is the config's too: the files bring it back.
+        from_config = set(self._config_services) | {
+            sid + SIDECAR_SUFFIX for sid in self._config_services
+        }
+        services = [s for s in self.services.values() if s.id not in from_config]
         checks = [
             c
             for c in self.definitions.values()
-            if c.check_id not in self._config_checks and c.service_id not in self._config_services
+            if c.check_id not in self._config_checks and c.service_id not in from_config
         ]
         data = {
             "services": [json_format.MessageToDict(s) for s in services],
@@ -170,6 +187,13 @@ class LocalState:
             raise InvalidArgument(f"Invalid service port {svc.port}")
         svc.ClearField("create_index")
         svc.ClearField("modify_index")
+        default_tagged_addresses(svc)
+        # Consul's NodeService.Validate, for gRPC callers too (HTTP bodies were checked).
+        validate_service(svc, sidecar=definition.HasField("sidecar_service"))
+        sidecar: apb.ServiceDefinition | None = None
+        if definition.HasField("sidecar_service"):
+            # Built and validated (its port allocated) before anything changes.
+            sidecar = sidecar_service(svc, definition.sidecar_service, self.services)
         checks = []
         for n, check in enumerate(definition.checks, start=1):
             c = apb.CheckDefinition()
@@ -191,6 +215,9 @@ class LocalState:
         self.services[svc.id] = svc
         for c, spec in checks:
             self._start_check(c, spec)
+        if sidecar is not None:
+            self.add_service(sidecar, replace_existing_checks=replace_existing_checks)
+            return
         self._save()
         self._notify()
 
@@ -205,6 +232,12 @@ class LocalState:
             if d.service_id == service_id:
                 self._drop_check(cid)
         self.maintenance.pop(service_maint_id(service_id), None)
+        # A sidecar registered with this service goes with it (Consul's
+        # agent.removeServiceSidecars).
+        sidecar = self.services.get(service_id + SIDECAR_SUFFIX)
+        if sidecar is not None and sidecar.proxy.destination_service_id == service_id:
+            self.remove_service(sidecar.id)
+            return
         self._save()
         self._notify()
 
@@ -268,7 +301,9 @@ class LocalState:
         if not check.name:
             check.name = check.check_id
         if check.service_id and check.service_id not in (*self.services, new_service):
-            raise InvalidArgument(f'ServiceID "{check.service_id}" does not exist')
+            raise NotFound(f'ServiceID "{check.service_id}" does not exist')
+        if check.definition.alias_service:
+            return CheckSpec(check_id=check.check_id, name=check.name, service_id=check.service_id)
         if not check_type(check.definition):
             raise InvalidArgument(
                 "Check type is not valid: one of TTL, HTTP, TCP, GRPC or Args must be set"
@@ -276,6 +311,14 @@ class LocalState:
         return self.checks.validate(spec_from_definition(check))
 
     def _start_check(self, check: apb.CheckDefinition, spec: CheckSpec | None = None) -> None:
+        if check.definition.alias_service:
+            # An alias check runs nothing: its status is read from the aliased
+            # service's checks (``health_checks``).
+            self._drop_check(check.check_id)
+            stored = apb.CheckDefinition()
+            stored.CopyFrom(check)
+            self.definitions[check.check_id] = stored
+            return
         spec = self.checks.add(spec or self._validate_check(check))
         stored = definition_from_spec(spec, notes=check.notes)
         stored.name = check.name
@@ -345,18 +388,30 @@ class LocalState:
         for cid, d in self.definitions.items():
             state = states.get(cid)
             svc = self.services.get(d.service_id)
+            status, output = (state.status, state.output) if state else ("critical", "")
+            if d.definition.alias_service:
+                status, output = alias_status(
+                    d.definition.alias_service,
+                    {
+                        c: (x.service_id, states[c].status)
+                        for c, x in self.definitions.items()
+                        if c in states
+                    },
+                    {m.service_id: STATUS_OF[m.status] for m in self.maintenance.values()},
+                    d.definition.alias_service in self.services,
+                )
             out.append(
                 pb.HealthCheck(
                     node=self.node_name,
                     check_id=cid,
                     name=d.name,
-                    status=STATUS_PB[state.status if state else "critical"],
+                    status=STATUS_PB[status],
                     notes=d.notes,
-                    output=state.output if state else "",
+                    output=output,
                     service_id=d.service_id,
                     service_name=svc.name if svc else "",
                     service_tags=list(svc.tags) if svc else [],
-                    type=check_type(d.definition),
+                    type="alias" if d.definition.alias_service else check_type(d.definition),
                     definition=d.definition,
                 )
             )

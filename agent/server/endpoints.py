@@ -29,6 +29,7 @@ from agent.state.catalog import Catalog
 from agent.state.events import EventState
 from agent.state.kv import KVState
 from agent.state.members import Members
+from agent.state.services import validate_service
 from agent.state.sessions import SessionState
 from agent.state.txn import TxnState
 from generated.consul.catalog.v1 import catalog_pb2 as cpb
@@ -110,6 +111,7 @@ class CatalogEndpoint:
             check_name(service.id, "service ID", required=False)
             if not 0 <= service.port <= 65535:
                 raise InvalidArgument(f"Invalid service port {service.port}")
+            validate_service(service)
         for check in req.checks:
             _status(check.status, "check status")
             check_name(check.check_id or check.name, "check ID or name")
@@ -170,7 +172,7 @@ class CatalogEndpoint:
         check_name(req.service, "service name")
         opts = query_opts(req.options)
         read = await self.ctx.catalog.service_instances(
-            opts, req.service, list(req.tags), dict(req.node_meta)
+            opts, req.service, list(req.tags), dict(req.node_meta), connect=req.connect
         )
         rows = _filtered(opts.filter, read.value, lambda r: catalog_service_json(*r))
         return cpb.ListServiceInstancesResponse(
@@ -201,7 +203,12 @@ class HealthEndpoint:
         check_name(req.service, "service name")
         opts = query_opts(req.options)
         read = await self.ctx.catalog.service_health(
-            opts, req.service, list(req.tags), req.passing_only, dict(req.node_meta)
+            opts,
+            req.service,
+            list(req.tags),
+            req.passing_only,
+            dict(req.node_meta),
+            connect=req.connect,
         )
         entries = _filtered(opts.filter, read.value, service_entry_json)
         return hpb.ServiceHealthResponse(meta=self.ctx.meta(read.index), entries=entries)

@@ -31,6 +31,7 @@ from agent.state.blocking import (
     reader_barrier,
     reader_caught_up,
 )
+from agent.state.services import connect_targets
 from agent.store import Compare, Delete, Entry, Op, Put, Store
 from generated.consul.common.v1 import types_pb2 as pb
 
@@ -97,6 +98,13 @@ def _bare(msg: _M) -> bytes:
 
 def _meta_match(node: pb.Node, node_meta: Mapping[str, str]) -> bool:
     return all(node.meta.get(k) == v for k, v in node_meta.items())
+
+
+def _connect_bumps(services: Sequence[pb.Service]) -> set[str]:
+    """Index keys of the names these proxies (or native services) are Connect endpoints of:
+    a change to a proxy of ``web`` moves ``web``'s index, which ``/v1/health/connect/web``
+    waits on (Consul's connect-names index)."""
+    return {keys.idx_service(t) for svc in services for t in connect_targets(svc)}
 
 
 def _tags_match(svc: pb.Service, tags: Sequence[str]) -> bool:
@@ -318,6 +326,7 @@ class Catalog:
                     ops.append(Delete(_svc_by_name(old.name, name, service.id)))
                     changed_services.add(old.name)
                 bumps.add(keys.IDX_SERVICES)
+                bumps |= _connect_bumps([service] if old is None else [service, old])
             services[service.id] = service
         node_level_check_changed = False
         for check in checks:
@@ -329,9 +338,8 @@ class Catalog:
             if new.service_id:
                 svc = services.get(new.service_id)
                 if svc is None:
-                    raise InvalidArgument(
-                        f"Unknown service ID {new.service_id!r} for check ID {new.check_id!r}"
-                    )
+                    # Consul's state store's ErrMissingService (a 500, as Consul answers).
+                    raise ConsulError("Missing service registration")
                 new.service_name = svc.name
                 del new.service_tags[:]
                 new.service_tags.extend(svc.tags)
@@ -357,6 +365,7 @@ class Catalog:
         if node_changed or node_level_check_changed:
             changed_services |= {s.name for s in services.values()}
         bumps |= {keys.idx_service(s) for s in changed_services}
+        bumps |= _connect_bumps([s for s in services.values() if s.name in changed_services])
         return ops, bumps
 
     async def deregister(self, node: str, service_id: str = "", check_id: str = "") -> int:
@@ -379,6 +388,7 @@ class Catalog:
                         Delete(_svc_by_name(svc.name, node, service_id)),
                     ]
                     bumps |= {keys.IDX_SERVICES, keys.idx_service(svc.name)}
+                    bumps |= _connect_bumps([svc])
                     # Its checks may go first, a transaction's worth at a time.
                     for cid, check in checks.items():
                         if check.service_id == service_id:
@@ -390,14 +400,19 @@ class Catalog:
                     bumps.add(keys.IDX_CHECKS)
                     if check.service_name:
                         bumps.add(keys.idx_service(check.service_name))
+                        owner = services.get(check.service_id)
+                        bumps |= _connect_bumps([owner] if owner is not None else [])
                     else:
                         bumps |= {keys.idx_service(s.name) for s in services.values()}
+                        bumps |= _connect_bumps(list(services.values()))
             elif view.node is not None or services or checks:
                 # One range delete per service name (the name's index moves
                 # with it) and three for the node: any number of services.
                 for name in sorted({svc.name for svc in services.values()}):
                     prefix = _svc_by_name_prefix(name, node)
-                    lead.append(([Delete(prefix, prefix=True)], {keys.idx_service(name)}))
+                    named = [svc for svc in services.values() if svc.name == name]
+                    moved = {keys.idx_service(name), *_connect_bumps(named)}
+                    lead.append(([Delete(prefix, prefix=True)], moved))
                 ops.append(Delete(keys.node_key(node)))
                 ops.append(Delete(f"{NODESVC}{keys.q(node)}/", prefix=True))
                 ops.append(Delete(keys.node_checks(node), prefix=True))
@@ -477,13 +492,22 @@ class Catalog:
         return await blocking_query(self.reader, opts, [keys.idx_node(node)], read)
 
     async def _instances(
-        self, name: str, tags: Sequence[str], node_meta: Mapping[str, str]
+        self, name: str, tags: Sequence[str], node_meta: Mapping[str, str], connect: bool = False
     ) -> list[tuple[pb.Node, pb.Service]]:
-        entries, _ = await self.reader.range(f"{keys.SERVICES}{keys.q(name)}/")
+        """Instances of ``name``; with ``connect``, its Connect endpoints instead (proxies
+        whose destination is ``name``, and Connect-native instances of it)."""
+        if connect:
+            # Proxies are found by destination, which no key holds: every service
+            # is read. Linear in the catalog's services.
+            entries, _ = await self.reader.range(keys.SERVICES)
+        else:
+            entries, _ = await self.reader.range(f"{keys.SERVICES}{keys.q(name)}/")
         out: list[tuple[pb.Node, pb.Service]] = []
         nodes: dict[str, pb.Node | None] = {}
         for entry in entries:
             svc = _load_service(entry)
+            if connect and name not in connect_targets(svc):
+                continue
             if not _tags_match(svc, tags):
                 continue
             node_name = keys.name_of(entry.key.rsplit("/", 1)[0])
@@ -502,10 +526,13 @@ class Catalog:
         name: str,
         tags: Sequence[str] = (),
         node_meta: Mapping[str, str] | None = None,
+        *,
+        connect: bool = False,
     ) -> Read[list[tuple[pb.Node, pb.Service]]]:
         async def read() -> Read[list[tuple[pb.Node, pb.Service]]]:
             index, store_index = await self._index_of(keys.idx_service(name))
-            return Read(await self._instances(name, tags, node_meta or {}), index, store_index)
+            rows = await self._instances(name, tags, node_meta or {}, connect)
+            return Read(rows, index, store_index)
 
         return await blocking_query(self.reader, opts, [keys.idx_service(name)], read)
 
@@ -520,12 +547,14 @@ class Catalog:
         tags: Sequence[str] = (),
         passing_only: bool = False,
         node_meta: Mapping[str, str] | None = None,
+        *,
+        connect: bool = False,
     ) -> Read[list[pb.ServiceEntry]]:
         async def read() -> Read[list[pb.ServiceEntry]]:
             index, store_index = await self._index_of(keys.idx_service(name))
             out: list[pb.ServiceEntry] = []
             by_node: dict[str, list[pb.HealthCheck]] = {}
-            for node, svc in await self._instances(name, tags, node_meta or {}):
+            for node, svc in await self._instances(name, tags, node_meta or {}, connect):
                 if node.name not in by_node:
                     by_node[node.name] = await self._checks_of(node.name)
                 checks = [

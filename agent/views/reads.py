@@ -84,6 +84,14 @@ def _service_key(req: Any) -> tuple[int, str]:
     return spb.TOPIC_SERVICE_HEALTH, check_name(req.service, "service name")
 
 
+def _endpoints_key(req: Any) -> tuple[int, str] | None:
+    """A service's key, or None for its Connect endpoints (``connect``): no view
+    holds those (they are other services' instances), so a server answers."""
+    if req.connect:
+        return None
+    return _service_key(req)
+
+
 def _service_health(
     req: hpb.ServiceHealthRequest, value: spb.Event, meta: qpb.QueryMeta
 ) -> hpb.ServiceHealthResponse:
@@ -212,10 +220,10 @@ _K = "/consul.kv.v1.KVService/"
 
 #: Every read a view answers, by method path.
 READS: dict[str, Read] = {
-    _H + "ServiceHealth": Read(_service_key, _service_health),
+    _H + "ServiceHealth": Read(_endpoints_key, _service_health),
     _H + "ServiceChecks": Read(_service_key, _service_checks),
     _H + "NodeChecks": Read(_node_key, _node_checks),
-    _C + "ListServiceInstances": Read(_service_key, _instances),
+    _C + "ListServiceInstances": Read(_endpoints_key, _instances),
     _C + "ListNodes": Read(_nodes_key, _nodes),
     _C + "ListServices": Read(_services_key, _services),
     _C + "GetNode": Read(_node_key, _get_node),

@@ -102,7 +102,7 @@ class Usage:
         # client agent its gRPC stream's): a bounded cache, not a leak
         # (agent/views/store.py); the fuzz reads open one per random name.
         views = gauge(agent, "consul.views")
-        tasks = gauge(agent, "consul.runtime.num.goroutines") - 2 * views
+        tasks = gauge(agent, "consul.runtime.num_goroutines") - 2 * views
         return cls(tasks, fd_count(agent))
 
 

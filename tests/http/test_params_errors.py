@@ -221,7 +221,7 @@ async def test_pretty(client: Client) -> None:
     ("body", "text"),
     [
         ({"Name": "c", "H2PING": "x:1", "Interval": "1s"}, "H2PING checks are not supported"),
-        ({"Name": "c", "AliasService": "web"}, "AliasService checks are not supported"),
+        ({"Name": "c", "AliasNode": "n1"}, "AliasNode checks are not supported"),
         ({"Name": "c"}, "must provide TTL"),
         ({"Name": "c", "TTL": "1s", "Status": "maintenance"}, "must be 'passing'"),
         ({"Name": "c", "Header": {"A": 1}, "HTTP": "http://x", "Interval": "1s"}, "Header.A"),

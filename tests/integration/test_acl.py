@@ -212,6 +212,16 @@ def test_default_deny_hides_and_a_token_reveals(cluster: Cluster, tmp_path: Path
 def test_bad_input_is_a_clear_4xx_and_changes_nothing(cluster: Cluster, tmp_path: Path) -> None:
     s1 = acl_server(cluster, tmp_path)
     before = http(s1, "GET", "/v1/acl/policies", token=MGMT)[1]
+    # ?filter applies on the ACL lists, as Consul's; a malformed one is a 400.
+    by_name = "filter=Name%20%3D%3D%20%22global-management%22"
+    kept = http(s1, "GET", f"/v1/acl/policies?{by_name}", None, MGMT)
+    assert [p["Name"] for p in kept[1]] == ["global-management"]
+    none = "filter=Description%20%3D%3D%20%22zz%22"
+    assert http(s1, "GET", f"/v1/acl/policies?{none}", None, MGMT)[1] == []
+    assert http(s1, "GET", "/v1/acl/tokens", None, MGMT)[1]
+    assert http(s1, "GET", f"/v1/acl/tokens?{none}", None, MGMT)[1] == []
+    status, text, _ = http(s1, "GET", "/v1/acl/roles?filter=Name%20%3D%3D", None, MGMT)
+    assert status == 400 and "Failed to create boolean expression evaluator" in str(text)
     cases: list[tuple[str, str, Any, str | None, int, str]] = [
         ("GET", "/v1/catalog/services", None, "not-a-token", 403, "ACL not found"),
         ("GET", "/v1/catalog/services", None, "x" * 4000, 403, "ACL not found"),

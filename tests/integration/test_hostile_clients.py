@@ -2,7 +2,7 @@
 
 Real processes: an etcd-backed server and a client agent joined to it; HTTP
 clients are raw sockets so that they can vanish mid-request. Task counts come
-from each agent's ``/v1/agent/metrics`` (``consul.runtime.num.goroutines``,
+from each agent's ``/v1/agent/metrics`` (``consul.runtime.num_goroutines``,
 ``consul.http.blocking_queries``).
 """
 
@@ -61,7 +61,7 @@ def _open_blocking(agent: AgentProcess, path: str) -> socket.socket:
 
 
 def _tasks(agent: AgentProcess) -> float:
-    return gauge(agent, "consul.runtime.num.goroutines")
+    return gauge(agent, "consul.runtime.num_goroutines")
 
 
 def test_vanished_http_clients_release_everything_on_every_hop_regression(

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agent.errors import InvalidArgument
+from agent.errors import ConsulError, InvalidArgument
 from agent.state.blocking import QueryOpts
 from agent.state.catalog import Catalog
 from agent.store import Store
@@ -106,8 +106,10 @@ async def test_register_validation(store: Store) -> None:
     cat = Catalog(store)
     with pytest.raises(InvalidArgument):
         await cat.register(pb.Node(name="", address="x"))
-    with pytest.raises(InvalidArgument):
+    # Consul's state store: ErrMissingService, a 500 over HTTP.
+    with pytest.raises(ConsulError, match=r"^Missing service registration$") as err:
         await cat.register(node("n1"), None, [check("c", service_id="missing")])
+    assert type(err.value) is ConsulError
 
 
 async def test_concurrent_registrations_on_one_node_all_land(store: Store) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from agent.demo.procs import agent_command, free_port
+from agent.demo.procs import LoopbackAddrs, agent_command, free_port
 
 __all__ = ["AgentProcess", "Cluster", "wait_until"]
 
@@ -62,7 +62,7 @@ def known_servers(agent: AgentProcess) -> list[str]:
 
 
 @dataclass
-class AgentProcess:
+class AgentProcess(LoopbackAddrs):
     name: str
     args: list[str]
     log_dir: Path
@@ -72,18 +72,6 @@ class AgentProcess:
     http_port: int = field(default_factory=free_port)
     dns_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def rpc_addr(self) -> str:
-        return f"127.0.0.1:{self.rpc_port}"
-
-    @property
-    def grpc_addr(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def http_addr(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
 
     @property
     def dns_addr(self) -> str:

@@ -49,3 +49,20 @@ async def test_config_check_removed_on_reload() -> None:
         assert "mem" in local.definitions
         local.apply_config([], [])
         assert "mem" not in local.definitions
+
+
+async def test_a_config_services_sidecar_is_not_persisted_and_goes_on_reload(
+    tmp_path: Path,
+) -> None:
+    with_sidecar = svc("web")
+    with_sidecar.sidecar_service.SetInParent()
+    async with LocalState("n1", data_dir=str(tmp_path)) as local:
+        local.apply_config([with_sidecar], [])
+        assert set(local.services) == {"web", "web-sidecar-proxy"}
+    async with LocalState("n1", data_dir=str(tmp_path)) as again:
+        # Regression: the sidecar was persisted as an API registration and came
+        # back alone after a restart whose files no longer had web.
+        assert again.services == {} and again.definitions == {}
+        again.apply_config([with_sidecar], [])
+        again.apply_config([], [])
+        assert again.services == {}

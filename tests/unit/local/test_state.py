@@ -37,7 +37,8 @@ async def test_registration_errors() -> None:
     async with LocalState("n1") as local:
         with pytest.raises(InvalidArgument):
             local.add_check(apb.CheckDefinition(name="c", definition=pb.CheckDefinition()))
-        with pytest.raises(InvalidArgument):
+        # Consul's AgentRegisterCheck: 404 'ServiceID "nope" does not exist'.
+        with pytest.raises(NotFound, match='ServiceID "nope" does not exist'):
             local.add_check(
                 apb.CheckDefinition(
                     name="c",

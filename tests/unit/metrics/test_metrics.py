@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.metrics import AgentMetrics, Sample
+from agent.metrics import AgentMetrics, Sample, consul_json_name
 
 
 def test_prometheus_and_json_from_live_samples() -> None:
@@ -36,4 +36,12 @@ async def test_runtime_gauges_count_tasks_memory_and_fds() -> None:
     assert values["consul_runtime_open_fds"] >= 3
     data = AgentMetrics(runtime_samples).consul_json()
     names = {g["Name"] for g in data["Gauges"]}
-    assert {"consul.runtime.num.goroutines", "consul.runtime.sys.bytes"} <= names
+    assert {"consul.runtime.num_goroutines", "consul.runtime.sys_bytes"} <= names
+
+
+def test_json_names_are_spelled_as_consul_spells_them() -> None:
+    # Regression: the runtime gauges came out as consul.runtime.num.goroutines.
+    assert consul_json_name("consul_runtime_num_goroutines") == "consul.runtime.num_goroutines"
+    assert consul_json_name("consul_runtime_sys_bytes") == "consul.runtime.sys_bytes"
+    assert consul_json_name("consul_client_rpc_total") == "consul.client.rpc"
+    assert consul_json_name("consul_client_rpc_failed_total") == "consul.client.rpc.failed"

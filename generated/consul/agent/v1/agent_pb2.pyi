@@ -30,6 +30,7 @@ class ServiceDefinition(_message.Message):
 
     SERVICE_FIELD_NUMBER: _builtins.int
     CHECKS_FIELD_NUMBER: _builtins.int
+    SIDECAR_SERVICE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def service(self) -> _types_pb2.Service:
         """The service."""
@@ -38,15 +39,23 @@ class ServiceDefinition(_message.Message):
     def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckDefinition]:
         """Checks of the service."""
 
+    @_builtins.property
+    def sidecar_service(self) -> Global___ServiceDefinition:
+        """Connect.SidecarService: a sidecar proxy registered with the service as
+        <id>-sidecar-proxy (defaults filled by the agent, as Consul's);
+        set, even empty, when the definition asks for one.
+        """
+
     def __init__(
         self,
         *,
         service: _types_pb2.Service | None = ...,
         checks: _abc.Iterable[Global___CheckDefinition] | None = ...,
+        sidecar_service: Global___ServiceDefinition | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["service", b"service"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["service", b"service", "sidecar_service", b"sidecar_service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "service", b"service", "sidecar_service", b"sidecar_service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -480,8 +480,13 @@ class ListServiceInstancesRequest(_message.Message):
     SERVICE_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     NODE_META_FIELD_NUMBER: _builtins.int
+    CONNECT_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     """Service name."""
+    connect: _builtins.bool
+    """Connect-capable instances of the service instead: its proxies and its
+    Connect-native instances (/v1/catalog/connect).
+    """
     @_builtins.property
     def options(self) -> _query_pb2.QueryOptions:
         """Query options."""
@@ -501,10 +506,11 @@ class ListServiceInstancesRequest(_message.Message):
         service: _builtins.str = ...,
         tags: _abc.Iterable[_builtins.str] | None = ...,
         node_meta: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        connect: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_meta", b"node_meta", "options", b"options", "service", b"service", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect", b"connect", "node_meta", b"node_meta", "options", b"options", "service", b"service", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63onsul/common/v1/types.proto\x12\x10\x63onsul.common.v1\x1a\x1egoogle/protobuf/duration.proto\"\xcd\x02\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x12\n\ndatacenter\x18\x04 \x01(\t\x12\x45\n\x10tagged_addresses\x18\x05 \x03(\x0b\x32+.consul.common.v1.Node.TaggedAddressesEntry\x12.\n\x04meta\x18\x06 \x03(\x0b\x32 .consul.common.v1.Node.MetaEntry\x12\x14\n\x0c\x63reate_index\x18\x07 \x01(\x04\x12\x14\n\x0cmodify_index\x18\x08 \x01(\x04\x1a\x36\n\x14TaggedAddressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x07Weights\x12\x0f\n\x07passing\x18\x01 \x01(\x05\x12\x0f\n\x07warning\x18\x02 \x01(\x05\"\xb3\x02\n\x07Service\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0c\n\x04port\x18\x05 \x01(\x05\x12\x31\n\x04meta\x18\x06 \x03(\x0b\x32#.consul.common.v1.Service.MetaEntry\x12\x1b\n\x13\x65nable_tag_override\x18\x07 \x01(\x08\x12*\n\x07weights\x18\x08 \x01(\x0b\x32\x19.consul.common.v1.Weights\x12\x0c\n\x04kind\x18\t \x01(\t\x12\x14\n\x0c\x63reate_index\x18\n \x01(\x04\x12\x14\n\x0cmodify_index\x18\x0b \x01(\x04\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaf\x04\n\x0f\x43heckDefinition\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04http\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12?\n\x07headers\x18\x06 \x03(\x0b\x32..consul.common.v1.CheckDefinition.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x07 \x01(\t\x12\x17\n\x0ftls_skip_verify\x18\x08 \x01(\x08\x12\x0b\n\x03tcp\x18\t \x01(\t\x12\x0c\n\x04grpc\x18\n \x01(\t\x12\x14\n\x0cgrpc_use_tls\x18\x0b \x01(\x08\x12\x0c\n\x04\x61rgs\x18\x0c \x03(\t\x12\x1e\n\x16success_before_passing\x18\r \x01(\x05\x12 \n\x18\x66\x61ilures_before_critical\x18\x0e \x01(\x05\x12\x44\n!deregister_critical_service_after\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\x1aN\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.consul.common.v1.HeaderValues:\x02\x38\x01\"\x1e\n\x0cHeaderValues\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xbb\x02\n\x0bHealthCheck\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x63heck_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12.\n\x06status\x18\x04 \x01(\x0e\x32\x1e.consul.common.v1.HealthStatus\x12\r\n\x05notes\x18\x05 \x01(\t\x12\x0e\n\x06output\x18\x06 \x01(\t\x12\x12\n\nservice_id\x18\x07 \x01(\t\x12\x14\n\x0cservice_name\x18\x08 \x01(\t\x12\x14\n\x0cservice_tags\x18\t \x03(\t\x12\x0c\n\x04type\x18\n \x01(\t\x12\x35\n\ndefinition\x18\x0b \x01(\x0b\x32!.consul.common.v1.CheckDefinition\x12\x14\n\x0c\x63reate_index\x18\x0c \x01(\x04\x12\x14\n\x0cmodify_index\x18\r \x01(\x04\"c\n\x0fServiceInstance\x12$\n\x04node\x18\x01 \x01(\x0b\x32\x16.consul.common.v1.Node\x12*\n\x07service\x18\x02 \x01(\x0b\x32\x19.consul.common.v1.Service\"\x8f\x01\n\x0cServiceEntry\x12$\n\x04node\x18\x01 \x01(\x0b\x32\x16.consul.common.v1.Node\x12*\n\x07service\x18\x02 \x01(\x0b\x32\x19.consul.common.v1.Service\x12-\n\x06\x63hecks\x18\x03 \x03(\x0b\x32\x1d.consul.common.v1.HealthCheck*\x9e\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_PASSING\x10\x01\x12\x19\n\x15HEALTH_STATUS_WARNING\x10\x02\x12\x1a\n\x16HEALTH_STATUS_CRITICAL\x10\x03\x12\x1d\n\x19HEALTH_STATUS_MAINTENANCE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63onsul/common/v1/types.proto\x12\x10\x63onsul.common.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xcd\x02\n\x04Node\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x12\n\ndatacenter\x18\x04 \x01(\t\x12\x45\n\x10tagged_addresses\x18\x05 \x03(\x0b\x32+.consul.common.v1.Node.TaggedAddressesEntry\x12.\n\x04meta\x18\x06 \x03(\x0b\x32 .consul.common.v1.Node.MetaEntry\x12\x14\n\x0c\x63reate_index\x18\x07 \x01(\x04\x12\x14\n\x0cmodify_index\x18\x08 \x01(\x04\x1a\x36\n\x14TaggedAddressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x07Weights\x12\x0f\n\x07passing\x18\x01 \x01(\x05\x12\x0f\n\x07warning\x18\x02 \x01(\x05\"\xe7\x04\n\x07Service\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x0c\n\x04port\x18\x05 \x01(\x05\x12\x31\n\x04meta\x18\x06 \x03(\x0b\x32#.consul.common.v1.Service.MetaEntry\x12\x1b\n\x13\x65nable_tag_override\x18\x07 \x01(\x08\x12*\n\x07weights\x18\x08 \x01(\x0b\x32\x19.consul.common.v1.Weights\x12\x0c\n\x04kind\x18\t \x01(\t\x12\x14\n\x0c\x63reate_index\x18\n \x01(\x04\x12\x14\n\x0cmodify_index\x18\x0b \x01(\x04\x12H\n\x10tagged_addresses\x18\x0c \x03(\x0b\x32..consul.common.v1.Service.TaggedAddressesEntry\x12-\n\x05proxy\x18\r \x01(\x0b\x32\x1e.consul.common.v1.ConnectProxy\x12\x31\n\x07\x63onnect\x18\x0e \x01(\x0b\x32 .consul.common.v1.ServiceConnect\x12,\n\x08locality\x18\x0f \x01(\x0b\x32\x1a.consul.common.v1.Locality\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aX\n\x14TaggedAddressesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12/\n\x05value\x18\x02 \x01(\x0b\x32 .consul.common.v1.ServiceAddress:\x02\x38\x01\"/\n\x0eServiceAddress\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\x05\"(\n\x08Locality\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x0c\n\x04zone\x18\x02 \x01(\t\" \n\x0eServiceConnect\x12\x0e\n\x06native\x18\x01 \x01(\x08\"\xcb\x03\n\x0c\x43onnectProxy\x12 \n\x18\x64\x65stination_service_name\x18\x01 \x01(\t\x12\x1e\n\x16\x64\x65stination_service_id\x18\x02 \x01(\t\x12\x1d\n\x15local_service_address\x18\x03 \x01(\t\x12\x1a\n\x12local_service_port\x18\x04 \x01(\x05\x12!\n\x19local_service_socket_path\x18\x05 \x01(\t\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\'\n\x06\x63onfig\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\tupstreams\x18\x08 \x03(\x0b\x32\x17.google.protobuf.Struct\x12-\n\x0cmesh_gateway\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06\x65xpose\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x32\n\x11transparent_proxy\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0b\x61\x63\x63\x65ss_logs\x18\x0c \x01(\x0b\x32\x17.google.protobuf.Struct\"\xc6\x04\n\x0f\x43heckDefinition\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04http\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12?\n\x07headers\x18\x06 \x03(\x0b\x32..consul.common.v1.CheckDefinition.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x07 \x01(\t\x12\x17\n\x0ftls_skip_verify\x18\x08 \x01(\x08\x12\x0b\n\x03tcp\x18\t \x01(\t\x12\x0c\n\x04grpc\x18\n \x01(\t\x12\x14\n\x0cgrpc_use_tls\x18\x0b \x01(\x08\x12\x0c\n\x04\x61rgs\x18\x0c \x03(\t\x12\x1e\n\x16success_before_passing\x18\r \x01(\x05\x12 \n\x18\x66\x61ilures_before_critical\x18\x0e \x01(\x05\x12\x44\n!deregister_critical_service_after\x18\x0f \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\ralias_service\x18\x10 \x01(\t\x1aN\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.consul.common.v1.HeaderValues:\x02\x38\x01\"\x1e\n\x0cHeaderValues\x12\x0e\n\x06values\x18\x01 \x03(\t\"\xbb\x02\n\x0bHealthCheck\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x10\n\x08\x63heck_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12.\n\x06status\x18\x04 \x01(\x0e\x32\x1e.consul.common.v1.HealthStatus\x12\r\n\x05notes\x18\x05 \x01(\t\x12\x0e\n\x06output\x18\x06 \x01(\t\x12\x12\n\nservice_id\x18\x07 \x01(\t\x12\x14\n\x0cservice_name\x18\x08 \x01(\t\x12\x14\n\x0cservice_tags\x18\t \x03(\t\x12\x0c\n\x04type\x18\n \x01(\t\x12\x35\n\ndefinition\x18\x0b \x01(\x0b\x32!.consul.common.v1.CheckDefinition\x12\x14\n\x0c\x63reate_index\x18\x0c \x01(\x04\x12\x14\n\x0cmodify_index\x18\r \x01(\x04\"c\n\x0fServiceInstance\x12$\n\x04node\x18\x01 \x01(\x0b\x32\x16.consul.common.v1.Node\x12*\n\x07service\x18\x02 \x01(\x0b\x32\x19.consul.common.v1.Service\"\x8f\x01\n\x0cServiceEntry\x12$\n\x04node\x18\x01 \x01(\x0b\x32\x16.consul.common.v1.Node\x12*\n\x07service\x18\x02 \x01(\x0b\x32\x19.consul.common.v1.Service\x12-\n\x06\x63hecks\x18\x03 \x03(\x0b\x32\x1d.consul.common.v1.HealthCheck*\x9e\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_PASSING\x10\x01\x12\x19\n\x15HEALTH_STATUS_WARNING\x10\x02\x12\x1a\n\x16HEALTH_STATUS_CRITICAL\x10\x03\x12\x1d\n\x19HEALTH_STATUS_MAINTENANCE\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,32 +39,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODE_METAENTRY']._serialized_options = b'8\001'
   _globals['_SERVICE_METAENTRY']._loaded_options = None
   _globals['_SERVICE_METAENTRY']._serialized_options = b'8\001'
+  _globals['_SERVICE_TAGGEDADDRESSESENTRY']._loaded_options = None
+  _globals['_SERVICE_TAGGEDADDRESSESENTRY']._serialized_options = b'8\001'
   _globals['_CHECKDEFINITION_HEADERSENTRY']._loaded_options = None
   _globals['_CHECKDEFINITION_HEADERSENTRY']._serialized_options = b'8\001'
-  _globals['_HEALTHSTATUS']._serialized_start=1933
-  _globals['_HEALTHSTATUS']._serialized_end=2091
-  _globals['_NODE']._serialized_start=83
-  _globals['_NODE']._serialized_end=416
-  _globals['_NODE_TAGGEDADDRESSESENTRY']._serialized_start=317
-  _globals['_NODE_TAGGEDADDRESSESENTRY']._serialized_end=371
-  _globals['_NODE_METAENTRY']._serialized_start=373
-  _globals['_NODE_METAENTRY']._serialized_end=416
-  _globals['_WEIGHTS']._serialized_start=418
-  _globals['_WEIGHTS']._serialized_end=461
-  _globals['_SERVICE']._serialized_start=464
-  _globals['_SERVICE']._serialized_end=771
-  _globals['_SERVICE_METAENTRY']._serialized_start=373
-  _globals['_SERVICE_METAENTRY']._serialized_end=416
-  _globals['_CHECKDEFINITION']._serialized_start=774
-  _globals['_CHECKDEFINITION']._serialized_end=1333
-  _globals['_CHECKDEFINITION_HEADERSENTRY']._serialized_start=1255
-  _globals['_CHECKDEFINITION_HEADERSENTRY']._serialized_end=1333
-  _globals['_HEADERVALUES']._serialized_start=1335
-  _globals['_HEADERVALUES']._serialized_end=1365
-  _globals['_HEALTHCHECK']._serialized_start=1368
-  _globals['_HEALTHCHECK']._serialized_end=1683
-  _globals['_SERVICEINSTANCE']._serialized_start=1685
-  _globals['_SERVICEINSTANCE']._serialized_end=1784
-  _globals['_SERVICEENTRY']._serialized_start=1787
-  _globals['_SERVICEENTRY']._serialized_end=1930
+  _globals['_HEALTHSTATUS']._serialized_start=2881
+  _globals['_HEALTHSTATUS']._serialized_end=3039
+  _globals['_NODE']._serialized_start=113
+  _globals['_NODE']._serialized_end=446
+  _globals['_NODE_TAGGEDADDRESSESENTRY']._serialized_start=347
+  _globals['_NODE_TAGGEDADDRESSESENTRY']._serialized_end=401
+  _globals['_NODE_METAENTRY']._serialized_start=403
+  _globals['_NODE_METAENTRY']._serialized_end=446
+  _globals['_WEIGHTS']._serialized_start=448
+  _globals['_WEIGHTS']._serialized_end=491
+  _globals['_SERVICE']._serialized_start=494
+  _globals['_SERVICE']._serialized_end=1109
+  _globals['_SERVICE_METAENTRY']._serialized_start=403
+  _globals['_SERVICE_METAENTRY']._serialized_end=446
+  _globals['_SERVICE_TAGGEDADDRESSESENTRY']._serialized_start=1021
+  _globals['_SERVICE_TAGGEDADDRESSESENTRY']._serialized_end=1109
+  _globals['_SERVICEADDRESS']._serialized_start=1111
+  _globals['_SERVICEADDRESS']._serialized_end=1158
+  _globals['_LOCALITY']._serialized_start=1160
+  _globals['_LOCALITY']._serialized_end=1200
+  _globals['_SERVICECONNECT']._serialized_start=1202
+  _globals['_SERVICECONNECT']._serialized_end=1234
+  _globals['_CONNECTPROXY']._serialized_start=1237
+  _globals['_CONNECTPROXY']._serialized_end=1696
+  _globals['_CHECKDEFINITION']._serialized_start=1699
+  _globals['_CHECKDEFINITION']._serialized_end=2281
+  _globals['_CHECKDEFINITION_HEADERSENTRY']._serialized_start=2203
+  _globals['_CHECKDEFINITION_HEADERSENTRY']._serialized_end=2281
+  _globals['_HEADERVALUES']._serialized_start=2283
+  _globals['_HEADERVALUES']._serialized_end=2313
+  _globals['_HEALTHCHECK']._serialized_start=2316
+  _globals['_HEALTHCHECK']._serialized_end=2631
+  _globals['_SERVICEINSTANCE']._serialized_start=2633
+  _globals['_SERVICEINSTANCE']._serialized_end=2732
+  _globals['_SERVICEENTRY']._serialized_start=2735
+  _globals['_SERVICEENTRY']._serialized_end=2878
 # @@protoc_insertion_point(module_scope)

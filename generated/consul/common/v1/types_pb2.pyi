@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -198,6 +199,27 @@ class Service(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class TaggedAddressesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___ServiceAddress: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___ServiceAddress | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
@@ -209,6 +231,10 @@ class Service(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     CREATE_INDEX_FIELD_NUMBER: _builtins.int
     MODIFY_INDEX_FIELD_NUMBER: _builtins.int
+    TAGGED_ADDRESSES_FIELD_NUMBER: _builtins.int
+    PROXY_FIELD_NUMBER: _builtins.int
+    CONNECT_FIELD_NUMBER: _builtins.int
+    LOCALITY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """ID of the instance, unique on its node; defaults to the name."""
     name: _builtins.str
@@ -237,6 +263,22 @@ class Service(_message.Message):
     def weights(self) -> Global___Weights:
         """DNS SRV weights."""
 
+    @_builtins.property
+    def tagged_addresses(self) -> _containers.MessageMap[_builtins.str, Global___ServiceAddress]:
+        """Addresses by purpose ("lan", "wan", "lan_ipv4", "wan_ipv6"...)."""
+
+    @_builtins.property
+    def proxy(self) -> Global___ConnectProxy:
+        """Proxy settings of a connect-proxy, mesh or other gateway."""
+
+    @_builtins.property
+    def connect(self) -> Global___ServiceConnect:
+        """Connect settings (native integration)."""
+
+    @_builtins.property
+    def locality(self) -> Global___Locality:
+        """Where the instance runs, for locality-aware routing."""
+
     def __init__(
         self,
         *,
@@ -251,14 +293,173 @@ class Service(_message.Message):
         kind: _builtins.str = ...,
         create_index: _builtins.int = ...,
         modify_index: _builtins.int = ...,
+        tagged_addresses: _abc.Mapping[_builtins.str, Global___ServiceAddress] | None = ...,
+        proxy: Global___ConnectProxy | None = ...,
+        connect: Global___ServiceConnect | None = ...,
+        locality: Global___Locality | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["weights", b"weights"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connect", b"connect", "locality", b"locality", "proxy", b"proxy", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "create_index", b"create_index", "enable_tag_override", b"enable_tag_override", "id", b"id", "kind", b"kind", "meta", b"meta", "modify_index", b"modify_index", "name", b"name", "port", b"port", "tags", b"tags", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "connect", b"connect", "create_index", b"create_index", "enable_tag_override", b"enable_tag_override", "id", b"id", "kind", b"kind", "locality", b"locality", "meta", b"meta", "modify_index", b"modify_index", "name", b"name", "port", b"port", "proxy", b"proxy", "tagged_addresses", b"tagged_addresses", "tags", b"tags", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Service: _TypeAlias = Service  # noqa: Y015
+
+@_typing.final
+class ServiceAddress(_message.Message):
+    """ServiceAddress is one tagged address of a service."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    PORT_FIELD_NUMBER: _builtins.int
+    address: _builtins.str
+    """Address (IP or host name)."""
+    port: _builtins.int
+    """Port."""
+    def __init__(
+        self,
+        *,
+        address: _builtins.str = ...,
+        port: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "port", b"port"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceAddress: _TypeAlias = ServiceAddress  # noqa: Y015
+
+@_typing.final
+class Locality(_message.Message):
+    """Locality is a region and zone."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGION_FIELD_NUMBER: _builtins.int
+    ZONE_FIELD_NUMBER: _builtins.int
+    region: _builtins.str
+    """Region."""
+    zone: _builtins.str
+    """Zone in the region."""
+    def __init__(
+        self,
+        *,
+        region: _builtins.str = ...,
+        zone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["region", b"region", "zone", b"zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Locality: _TypeAlias = Locality  # noqa: Y015
+
+@_typing.final
+class ServiceConnect(_message.Message):
+    """ServiceConnect is a service's Connect settings as stored (Consul's ServiceConnect)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NATIVE_FIELD_NUMBER: _builtins.int
+    native: _builtins.bool
+    """The service speaks Connect natively (no sidecar)."""
+    def __init__(
+        self,
+        *,
+        native: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["native", b"native"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceConnect: _TypeAlias = ServiceConnect  # noqa: Y015
+
+@_typing.final
+class ConnectProxy(_message.Message):
+    """ConnectProxy is Consul's ConnectProxyConfig. The fields the catalog reads
+    are typed; the nested structures only clients read are kept in Consul's
+    JSON shape (keys in Consul's casing).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESTINATION_SERVICE_NAME_FIELD_NUMBER: _builtins.int
+    DESTINATION_SERVICE_ID_FIELD_NUMBER: _builtins.int
+    LOCAL_SERVICE_ADDRESS_FIELD_NUMBER: _builtins.int
+    LOCAL_SERVICE_PORT_FIELD_NUMBER: _builtins.int
+    LOCAL_SERVICE_SOCKET_PATH_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    UPSTREAMS_FIELD_NUMBER: _builtins.int
+    MESH_GATEWAY_FIELD_NUMBER: _builtins.int
+    EXPOSE_FIELD_NUMBER: _builtins.int
+    TRANSPARENT_PROXY_FIELD_NUMBER: _builtins.int
+    ACCESS_LOGS_FIELD_NUMBER: _builtins.int
+    destination_service_name: _builtins.str
+    """Name of the service this proxy stands in front of."""
+    destination_service_id: _builtins.str
+    """ID of the service instance this proxy stands in front of."""
+    local_service_address: _builtins.str
+    """Address the proxy reaches the local instance at."""
+    local_service_port: _builtins.int
+    """Port the proxy reaches the local instance at."""
+    local_service_socket_path: _builtins.str
+    """Unix socket the proxy reaches the local instance at."""
+    mode: _builtins.str
+    """Proxy mode: "", "direct" or "transparent"."""
+    @_builtins.property
+    def config(self) -> _struct_pb2.Struct:
+        """Opaque proxy configuration."""
+
+    @_builtins.property
+    def upstreams(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
+        """Upstreams, each in Consul's Upstream shape."""
+
+    @_builtins.property
+    def mesh_gateway(self) -> _struct_pb2.Struct:
+        """MeshGateway settings ({"Mode": ...})."""
+
+    @_builtins.property
+    def expose(self) -> _struct_pb2.Struct:
+        """Expose settings ({"Checks": ..., "Paths": [...]})."""
+
+    @_builtins.property
+    def transparent_proxy(self) -> _struct_pb2.Struct:
+        """TransparentProxy settings."""
+
+    @_builtins.property
+    def access_logs(self) -> _struct_pb2.Struct:
+        """AccessLogs settings."""
+
+    def __init__(
+        self,
+        *,
+        destination_service_name: _builtins.str = ...,
+        destination_service_id: _builtins.str = ...,
+        local_service_address: _builtins.str = ...,
+        local_service_port: _builtins.int = ...,
+        local_service_socket_path: _builtins.str = ...,
+        mode: _builtins.str = ...,
+        config: _struct_pb2.Struct | None = ...,
+        upstreams: _abc.Iterable[_struct_pb2.Struct] | None = ...,
+        mesh_gateway: _struct_pb2.Struct | None = ...,
+        expose: _struct_pb2.Struct | None = ...,
+        transparent_proxy: _struct_pb2.Struct | None = ...,
+        access_logs: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access_logs", b"access_logs", "config", b"config", "expose", b"expose", "mesh_gateway", b"mesh_gateway", "transparent_proxy", b"transparent_proxy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_logs", b"access_logs", "config", b"config", "destination_service_id", b"destination_service_id", "destination_service_name", b"destination_service_name", "expose", b"expose", "local_service_address", b"local_service_address", "local_service_port", b"local_service_port", "local_service_socket_path", b"local_service_socket_path", "mesh_gateway", b"mesh_gateway", "mode", b"mode", "transparent_proxy", b"transparent_proxy", "upstreams", b"upstreams"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectProxy: _TypeAlias = ConnectProxy  # noqa: Y015
 
 @_typing.final
 class CheckDefinition(_message.Message):
@@ -302,6 +503,7 @@ class CheckDefinition(_message.Message):
     SUCCESS_BEFORE_PASSING_FIELD_NUMBER: _builtins.int
     FAILURES_BEFORE_CRITICAL_FIELD_NUMBER: _builtins.int
     DEREGISTER_CRITICAL_SERVICE_AFTER_FIELD_NUMBER: _builtins.int
+    ALIAS_SERVICE_FIELD_NUMBER: _builtins.int
     http: _builtins.str
     """URL of an HTTP check."""
     method: _builtins.str
@@ -320,6 +522,8 @@ class CheckDefinition(_message.Message):
     """Consecutive successes needed before passing."""
     failures_before_critical: _builtins.int
     """Consecutive failures needed before critical."""
+    alias_service: _builtins.str
+    """ID of a service on the same node whose health this check mirrors (alias check)."""
     @_builtins.property
     def interval(self) -> _duration_pb2.Duration:
         """Interval between runs (at least 1 s)."""
@@ -362,10 +566,11 @@ class CheckDefinition(_message.Message):
         success_before_passing: _builtins.int = ...,
         failures_before_critical: _builtins.int = ...,
         deregister_critical_service_after: _duration_pb2.Duration | None = ...,
+        alias_service: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deregister_critical_service_after", b"deregister_critical_service_after", "interval", b"interval", "timeout", b"timeout", "ttl", b"ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["args", b"args", "body", b"body", "deregister_critical_service_after", b"deregister_critical_service_after", "failures_before_critical", b"failures_before_critical", "grpc", b"grpc", "grpc_use_tls", b"grpc_use_tls", "headers", b"headers", "http", b"http", "interval", b"interval", "method", b"method", "success_before_passing", b"success_before_passing", "tcp", b"tcp", "timeout", b"timeout", "tls_skip_verify", b"tls_skip_verify", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alias_service", b"alias_service", "args", b"args", "body", b"body", "deregister_critical_service_after", b"deregister_critical_service_after", "failures_before_critical", b"failures_before_critical", "grpc", b"grpc", "grpc_use_tls", b"grpc_use_tls", "headers", b"headers", "http", b"http", "interval", b"interval", "method", b"method", "success_before_passing", b"success_before_passing", "tcp", b"tcp", "timeout", b"timeout", "tls_skip_verify", b"tls_skip_verify", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

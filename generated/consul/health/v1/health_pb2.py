@@ -26,7 +26,7 @@ from generated.consul.common.v1 import query_pb2 as consul_dot_common_dot_v1_dot
 from generated.consul.common.v1 import types_pb2 as consul_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63onsul/health/v1/health.proto\x12\x10\x63onsul.health.v1\x1a\x1c\x63onsul/common/v1/query.proto\x1a\x1c\x63onsul/common/v1/types.proto\"R\n\x11NodeChecksRequest\x12/\n\x07options\x18\x01 \x01(\x0b\x32\x1e.consul.common.v1.QueryOptions\x12\x0c\n\x04node\x18\x02 \x01(\t\"n\n\x12NodeChecksResponse\x12)\n\x04meta\x18\x01 \x01(\x0b\x32\x1b.consul.common.v1.QueryMeta\x12-\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x1d.consul.common.v1.HealthCheck\"X\n\x14ServiceChecksRequest\x12/\n\x07options\x18\x01 \x01(\x0b\x32\x1e.consul.common.v1.QueryOptions\x12\x0f\n\x07service\x18\x02 \x01(\t\"q\n\x15ServiceChecksResponse\x12)\n\x04meta\x18\x01 \x01(\x0b\x32\x1b.consul.common.v1.QueryMeta\x12-\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x1d.consul.common.v1.HealthCheck\"\xf6\x01\n\x14ServiceHealthRequest\x12/\n\x07options\x18\x01 \x01(\x0b\x32\x1e.consul.common.v1.QueryOptions\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x14\n\x0cpassing_only\x18\x04 \x01(\x08\x12G\n\tnode_meta\x18\x05 \x03(\x0b\x32\x34.consul.health.v1.ServiceHealthRequest.NodeMetaEntry\x1a/\n\rNodeMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"s\n\x15ServiceHealthResponse\x12)\n\x04meta\x18\x01 \x01(\x0b\x32\x1b.consul.common.v1.QueryMeta\x12/\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1e.consul.common.v1.ServiceEntry\"v\n\x14\x43hecksInStateRequest\x12/\n\x07options\x18\x01 \x01(\x0b\x32\x1e.consul.common.v1.QueryOptions\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.consul.common.v1.HealthStatus\"q\n\x15\x43hecksInStateResponse\x12)\n\x04meta\x18\x01 \x01(\x0b\x32\x1b.consul.common.v1.QueryMeta\x12-\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x1d.consul.common.v1.HealthCheck2\xa2\x03\n\rHealthService\x12\\\n\nNodeChecks\x12#.consul.health.v1.NodeChecksRequest\x1a$.consul.health.v1.NodeChecksResponse\"\x03\x90\x02\x01\x12\x65\n\rServiceChecks\x12&.consul.health.v1.ServiceChecksRequest\x1a\'.consul.health.v1.ServiceChecksResponse\"\x03\x90\x02\x01\x12\x65\n\rServiceHealth\x12&.consul.health.v1.ServiceHealthRequest\x1a\'.consul.health.v1.ServiceHealthResponse\"\x03\x90\x02\x01\x12\x65\n\rChecksInState\x12&.consul.health.v1.ChecksInStateRequest\x1a\'.consul.health.v1.ChecksInStateResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63onsul/health/v1/health.proto\x12\x10\x63onsul.health.v1\x1a\x1c\x63onsul/common/v1/query.proto\x1a\x1c\x63onsul/common/v1/types.proto\"R\n\x11NodeChecksRequest\x12/\n\x07options\x18\x01 \x01(\x0b\x32\x1e.consul.common.v1.QueryOptions\x12\x0c\n\x04node\x18\x02 \x01(\t\"n\n\x12NodeChecksResponse\x12)\n\x04meta\x18\x01 \x01(\x0b\x32\x1b.consul.common.v1.QueryMeta\x12-\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x1d.consul.common.v1.HealthCheck\"X\n\x14ServiceChecksRequest\x12/\n\x07options\x18\x01 \x01(\x0b\x32\x1e.consul.common.v1.QueryOptions\x12\x0f\n\x07service\x18\x02 \x01(\t\"q\n\x15ServiceChecksResponse\x12)\n\x04meta\x18\x01 \x01(\x0b\x32\x1b.consul.common.v1.QueryMeta\x12-\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x1d.consul.common.v1.HealthCheck\"\x87\x02\n\x14ServiceHealthRequest\x12/\n\x07options\x18\x01 \x01(\x0b\x32\x1e.consul.common.v1.QueryOptions\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x14\n\x0cpassing_only\x18\x04 \x01(\x08\x12G\n\tnode_meta\x18\x05 \x03(\x0b\x32\x34.consul.health.v1.ServiceHealthRequest.NodeMetaEntry\x12\x0f\n\x07\x63onnect\x18\x06 \x01(\x08\x1a/\n\rNodeMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"s\n\x15ServiceHealthResponse\x12)\n\x04meta\x18\x01 \x01(\x0b\x32\x1b.consul.common.v1.QueryMeta\x12/\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x1e.consul.common.v1.ServiceEntry\"v\n\x14\x43hecksInStateRequest\x12/\n\x07options\x18\x01 \x01(\x0b\x32\x1e.consul.common.v1.QueryOptions\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.consul.common.v1.HealthStatus\"q\n\x15\x43hecksInStateResponse\x12)\n\x04meta\x18\x01 \x01(\x0b\x32\x1b.consul.common.v1.QueryMeta\x12-\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x1d.consul.common.v1.HealthCheck2\xa2\x03\n\rHealthService\x12\\\n\nNodeChecks\x12#.consul.health.v1.NodeChecksRequest\x1a$.consul.health.v1.NodeChecksResponse\"\x03\x90\x02\x01\x12\x65\n\rServiceChecks\x12&.consul.health.v1.ServiceChecksRequest\x1a\'.consul.health.v1.ServiceChecksResponse\"\x03\x90\x02\x01\x12\x65\n\rServiceHealth\x12&.consul.health.v1.ServiceHealthRequest\x1a\'.consul.health.v1.ServiceHealthResponse\"\x03\x90\x02\x01\x12\x65\n\rChecksInState\x12&.consul.health.v1.ChecksInStateRequest\x1a\'.consul.health.v1.ChecksInStateResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,15 +52,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVICECHECKSRESPONSE']._serialized_start=397
   _globals['_SERVICECHECKSRESPONSE']._serialized_end=510
   _globals['_SERVICEHEALTHREQUEST']._serialized_start=513
-  _globals['_SERVICEHEALTHREQUEST']._serialized_end=759
-  _globals['_SERVICEHEALTHREQUEST_NODEMETAENTRY']._serialized_start=712
-  _globals['_SERVICEHEALTHREQUEST_NODEMETAENTRY']._serialized_end=759
-  _globals['_SERVICEHEALTHRESPONSE']._serialized_start=761
-  _globals['_SERVICEHEALTHRESPONSE']._serialized_end=876
-  _globals['_CHECKSINSTATEREQUEST']._serialized_start=878
-  _globals['_CHECKSINSTATEREQUEST']._serialized_end=996
-  _globals['_CHECKSINSTATERESPONSE']._serialized_start=998
-  _globals['_CHECKSINSTATERESPONSE']._serialized_end=1111
-  _globals['_HEALTHSERVICE']._serialized_start=1114
-  _globals['_HEALTHSERVICE']._serialized_end=1532
+  _globals['_SERVICEHEALTHREQUEST']._serialized_end=776
+  _globals['_SERVICEHEALTHREQUEST_NODEMETAENTRY']._serialized_start=729
+  _globals['_SERVICEHEALTHREQUEST_NODEMETAENTRY']._serialized_end=776
+  _globals['_SERVICEHEALTHRESPONSE']._serialized_start=778
+  _globals['_SERVICEHEALTHRESPONSE']._serialized_end=893
+  _globals['_CHECKSINSTATEREQUEST']._serialized_start=895
+  _globals['_CHECKSINSTATEREQUEST']._serialized_end=1013
+  _globals['_CHECKSINSTATERESPONSE']._serialized_start=1015
+  _globals['_CHECKSINSTATERESPONSE']._serialized_end=1128
+  _globals['_HEALTHSERVICE']._serialized_start=1131
+  _globals['_HEALTHSERVICE']._serialized_end=1549
 # @@protoc_insertion_point(module_scope)

@@ -167,10 +167,15 @@ class ServiceHealthRequest(_message.Message):
     TAGS_FIELD_NUMBER: _builtins.int
     PASSING_ONLY_FIELD_NUMBER: _builtins.int
     NODE_META_FIELD_NUMBER: _builtins.int
+    CONNECT_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     """Service name."""
     passing_only: _builtins.bool
     """Only instances whose checks all pass."""
+    connect: _builtins.bool
+    """Connect-capable instances of the service instead: its proxies and its
+    Connect-native instances (/v1/health/connect).
+    """
     @_builtins.property
     def options(self) -> _query_pb2.QueryOptions:
         """Query options."""
@@ -191,10 +196,11 @@ class ServiceHealthRequest(_message.Message):
         tags: _abc.Iterable[_builtins.str] | None = ...,
         passing_only: _builtins.bool = ...,
         node_meta: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        connect: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_meta", b"node_meta", "options", b"options", "passing_only", b"passing_only", "service", b"service", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connect", b"connect", "node_meta", b"node_meta", "options", b"options", "passing_only", b"passing_only", "service", b"service", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
