@@ -173,18 +173,6 @@ async def node(request: web.Request) -> web.Response:
     return await read_json(request, _CATALOG + "GetNode", req, cpb.GetNodeResponse, body)
 
 
-async def node_services(request: web.Request) -> web.Response:
-    """Consul's ``/v1/catalog/node-services/:node``: the node and its services as a list."""
-    req = cpb.GetNodeRequest(options=query_options(request), node=request.match_info["node"])
-
-    def body(resp: cpb.GetNodeResponse) -> dict[str, Any] | None:
-        if not resp.HasField("node"):
-            return None
-        return {"Node": node_json(resp.node), "Services": [service_json(s) for s in resp.services]}
-
-    return await read_json(request, _CATALOG + "GetNode", req, cpb.GetNodeResponse, body)
-
-
 def add_catalog_routes(router: web.UrlDispatcher) -> None:
     router.add_put("/v1/catalog/register", register)
     router.add_put("/v1/catalog/deregister", deregister)
@@ -193,7 +181,6 @@ def add_catalog_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/catalog/services", peered(front_cached(services), {}))
     router.add_get("/v1/catalog/service/{service}", peered(front_cached(service), []))
     router.add_get("/v1/catalog/node/{node}", peered(front_cached(node), None))
-    router.add_get("/v1/catalog/node-services/{node}", peered(front_cached(node_services), None))
 
 
 async def node_checks(request: web.Request) -> web.Response:
