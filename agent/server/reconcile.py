@@ -20,7 +20,6 @@ import time
 
 from agent.errors import ConsulError
 from agent.state import keys
-from agent.state.blocking import QueryOpts
 from agent.state.catalog import Catalog
 from agent.state.kv import KVState
 from agent.state.members import Members
@@ -173,11 +172,10 @@ async def reconcile_once(
             tg.create_task(registrar())
     if not scan:
         return index
-    serf = await catalog.checks_in_state(QueryOpts(), pb.HEALTH_STATUS_UNSPECIFIED)
-    for check in serf.value:
-        if check.check_id == SERF_CHECK and check.node not in wanted:
-            logger.info("reconcile: deregistering node=%s (left or reaped)", check.node)
-            await catalog.deregister(check.node)
+    for node in await catalog.nodes_with_check(SERF_CHECK):
+        if node not in wanted:
+            logger.info("reconcile: deregistering node=%s (left or reaped)", node)
+            await catalog.deregister(node)
     return index
 
 

@@ -97,6 +97,12 @@ async def blocking_query(
         after = max(after, result.store_index)
 
 
+async def reader_barrier(reader: Store) -> None:
+    """Wait until ``reader`` (a replica) holds every write acknowledged so far."""
+    if isinstance(reader, ReplicaStore):
+        await reader.barrier()
+
+
 async def reader_caught_up(reader: Store, index: int) -> None:
     """After a write at ``index``: wait until ``reader`` (a replica) has it."""
     if isinstance(reader, ReplicaStore):
