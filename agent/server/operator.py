@@ -244,7 +244,10 @@ class OperatorEndpoint:
         peers, _, index = await self._peers()
         return opb.RaftConfigurationResponse(
             meta=self._meta(index),
-            index=max(1, index),
+            # A single in-memory server's configuration never changed: its
+            # index is 0, as a Consul dev agent answers (py-consul's own test
+            # expects it). On etcd, the etcd members' raft index.
+            index=0 if self.cluster is None else max(1, index),
             servers=[
                 opb.RaftServer(
                     id=p.id,

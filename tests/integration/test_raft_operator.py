@@ -279,6 +279,7 @@ def test_dev_agent_is_its_own_single_peer(cluster: Cluster, tmp_path: Path) -> N
     assert status == 200
     (me,) = conf["Servers"]
     assert me["Node"] == "dev" and me["Leader"] and me["Voter"]
+    assert conf["Index"] == 0  # as a Consul dev agent (py-consul's own suite checks it)
     assert me["Address"] == dev.rpc_addr
     status, text = call(dev, "/v1/operator/raft/transfer-leader", "POST")
     assert (status, text) == (500, "cannot transfer leadership: cannot find peer")
