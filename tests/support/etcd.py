@@ -96,9 +96,7 @@ class EtcdServer:
         root = Path(self._tmp.name)
         if self._log_file is not None:
             self._log_file.close()
-        args = etcd_command(
-            self.binary, self.name, root / "data", self.client_port, self.peer_port
-        )
+        args = etcd_command(self.binary, self.name, root / "data", self.client_port, self.peer_port)
         if self.initial_cluster:
             args = _clustered(args, self.initial_cluster)
         self._log_file = (root / "etcd.log").open("ab")
@@ -132,14 +130,9 @@ class EtcdServer:
         """Start etcd and block until it answers ``/health`` (bounded)."""
         for attempt in range(3):  # a free port may be taken before etcd binds it
             self._spawn()
-            deadline = time.monotonic() + _READY_TIMEOUT
             try:
-                while time.monotonic() < deadline:
-                    self._check_alive()
-                    if self._healthy():
-                        return
-                    time.sleep(_POLL)
-                raise RuntimeError(f"etcd not healthy in {_READY_TIMEOUT}s:\n{self.logs()[-4000:]}")
+                _wait_healthy([self], "etcd", lambda: self.logs()[-4000:])
+                return
             except RuntimeError:
                 logs = self.logs()
                 self.stop_sync()
@@ -184,13 +177,7 @@ class EtcdServer:
     def restart_sync(self) -> None:
         """After ``kill``: the same member again, same ports and data, until healthy."""
         self._spawn(fresh=False)
-        deadline = time.monotonic() + _READY_TIMEOUT
-        while time.monotonic() < deadline:
-            self._check_alive()
-            if self._healthy():
-                return
-            time.sleep(_POLL)
-        raise RuntimeError(f"etcd not healthy in {_READY_TIMEOUT}s:\n{self.logs()[-4000:]}")
+        _wait_healthy([self], "etcd", lambda: self.logs()[-4000:])
 
     async def __aenter__(self) -> EtcdServer:
         await self.start()
@@ -230,6 +217,21 @@ def _clustered(args: list[str], initial_cluster: str) -> list[str]:
     return out
 
 
+def _wait_healthy(members: list[EtcdServer], what: str, logs: Callable[[], str]) -> None:
+    """Block until every member answers ``/health`` (bounded); RuntimeError if
+    one exits first or time runs out (with ``logs()`` appended when it says any)."""
+    deadline = time.monotonic() + _READY_TIMEOUT
+    while not all(m._healthy() for m in members):
+        for m in members:
+            m._check_alive()
+        if time.monotonic() > deadline:
+            tail = logs()
+            raise RuntimeError(
+                f"{what} not healthy in {_READY_TIMEOUT}s" + (f":\n{tail}" if tail else "")
+            )
+        time.sleep(_POLL)
+
+
 class EtcdCluster:
     """``size`` etcd members on loopback forming one cluster (fresh ports and data).
 
@@ -256,14 +258,8 @@ class EtcdCluster:
             for m in self.members:
                 m.initial_cluster = initial
                 m._spawn()
-            deadline = time.monotonic() + _READY_TIMEOUT
             try:
-                while not all(m._healthy() for m in self.members):
-                    for m in self.members:
-                        m._check_alive()
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"etcd cluster not healthy in {_READY_TIMEOUT}s")
-                    time.sleep(_POLL)
+                _wait_healthy(self.members, "etcd cluster", lambda: "")
                 return
             except RuntimeError as exc:
                 logs = self.logs()
