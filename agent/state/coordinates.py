@@ -94,9 +94,13 @@ class CoordinateState:
             await reader_caught_up(self.reader, index)
         return len(puts), index
 
-    async def _index(self, store_index: int) -> int:
+    async def _marker(self) -> int:
+        """The coordinates' index marker, read BEFORE the data it stands for: a
+        batch landing between two reads then makes the index lag the rows (one
+        more wake for a watcher), never run ahead of them (a watcher told
+        index N with rows older than N would miss that batch)."""
         marker, _ = await self.reader.get(keys.IDX_COORDS)
-        return (marker.modify_index if marker else store_index) or 1
+        return marker.modify_index if marker else 0
 
     async def list_nodes(
         self, opts: QueryOpts, segment: str | None = None
@@ -104,12 +108,13 @@ class CoordinateState:
         """Every node's coordinates (one segment's with ``segment``), by node."""
 
         async def read() -> Read[list[NodeCoordinate]]:
+            marker = await self._marker()
             entries, store_index = await self.reader.range(keys.COORDS)
             rows = [load_coordinate(e) for e in entries]
             if segment is not None:
                 rows = [r for r in rows if r.segment == segment]
             rows.sort(key=lambda r: (r.node, r.segment))
-            return Read(rows, await self._index(store_index), store_index)
+            return Read(rows, (marker or store_index) or 1, store_index)
 
         return await blocking_query(self.reader, opts, [keys.COORDS, keys.IDX_COORDS], read)
 
@@ -120,12 +125,13 @@ class CoordinateState:
         prefix = keys.node_coords(node)
 
         async def read() -> Read[list[NodeCoordinate]]:
+            marker = await self._marker()
             entries, store_index = await self.reader.range(prefix)
             rows = [load_coordinate(e) for e in entries]
             rows = [r for r in rows if r.node == node]
             if segment is not None:
                 rows = [r for r in rows if r.segment == segment]
-            return Read(rows, await self._index(store_index), store_index)
+            return Read(rows, (marker or store_index) or 1, store_index)
 
         return await blocking_query(self.reader, opts, [prefix, keys.IDX_COORDS], read)
 
